@@ -1,0 +1,192 @@
+"""Partitions, their statuses and statistics, as the strategies return them."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any, Mapping
+
+from .errors import CorruptPartition, InvalidPartition
+
+
+class Status(str, Enum):
+    """Partition status; compares equal to (and prints as) its plain value."""
+
+    PENDING = "pending"
+    CLAIMED = "claimed"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @classmethod
+    def parse(cls, value: str | Status) -> Status:
+        try:
+            return cls(value)
+        except ValueError:
+            allowed = ", ".join(s.value for s in cls)
+            raise InvalidPartition(f"unknown partition status {value!r}: use one of {allowed}") from None
+
+
+def _ts(ms: Any) -> datetime | None:
+    if ms in (None, "", 0):
+        return None
+    return datetime.fromtimestamp(int(ms) / 1000, tz=timezone.utc)
+
+
+@dataclass
+class Partition:
+    """One ID range ``min_id..max_id`` (inclusive) and its processing state."""
+
+    partition_id: int
+    min_id: int
+    max_id: int
+    status: Status = Status.PENDING
+    node_id: str = ""
+    fence: int = 0
+    version: int = 0
+    attempts: int = 0
+    items_processed: int = 0
+    error: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    last_heartbeat: datetime | None = None
+    lease_expires_at: datetime | None = None
+
+    @property
+    def size(self) -> int:
+        return self.max_id - self.min_id + 1
+
+    @classmethod
+    def from_json(cls, raw: str | bytes, partition_id: Any = "?") -> Partition:
+        try:
+            d = json.loads(raw)
+            opts = d.get("opts") or ""
+            return cls(
+                partition_id=int(d["id"]),
+                min_id=int(d["min"]),
+                max_id=int(d["max"]),
+                status=Status(d["status"]),
+                node_id=d.get("node") or "",
+                fence=int(d.get("fence") or 0),
+                version=int(d.get("version") or 0),
+                attempts=int(d.get("attempts") or 0),
+                items_processed=int(d.get("items") or 0),
+                error=d.get("error"),
+                options=json.loads(opts) if opts else {},
+                created_at=_ts(d.get("created")),
+                updated_at=_ts(d.get("updated")),
+                last_heartbeat=_ts(d.get("hb")),
+                lease_expires_at=_ts(d.get("lease")),
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            text = raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
+            raise CorruptPartition(
+                f"partition {partition_id} holds a value that is not an elk partition "
+                f"({exc}): {text[:80]!r}; delete it or reset the namespace"
+            ) from None
+
+
+def coerce_partition(item: Partition | Mapping[str, Any]) -> Partition:
+    """Accept a Partition or a mapping with partition_id, min_id, max_id."""
+    if isinstance(item, Partition):
+        p = item
+    elif isinstance(item, Mapping):
+        missing = [k for k in ("partition_id", "min_id", "max_id") if k not in item]
+        if missing:
+            raise InvalidPartition(f"partition {dict(item)!r} lacks {', '.join(missing)}")
+        p = Partition(partition_id=item["partition_id"], min_id=item["min_id"],
+                      max_id=item["max_id"], options=dict(item.get("options") or {}))
+    else:
+        raise InvalidPartition(f"expected a Partition or a mapping, got {type(item).__name__}")
+    for name in ("partition_id", "min_id", "max_id"):
+        value = getattr(p, name)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InvalidPartition(f"partition {name} must be an integer, got {value!r}")
+    if p.partition_id < 0:
+        raise InvalidPartition(f"partition_id must be >= 0, got {p.partition_id}")
+    if p.min_id > p.max_id:
+        raise InvalidPartition(
+            f"partition {p.partition_id}: min_id {p.min_id} > max_id {p.max_id} "
+            "(ranges are inclusive: min_id <= max_id)")
+    if not isinstance(p.options, dict):
+        raise InvalidPartition(f"partition {p.partition_id}: options must be a dict")
+    return p
+
+
+@dataclass(frozen=True)
+class PartitionStats:
+    """Counts per status of one namespace, as kept by the scripts."""
+
+    total_count: int
+    pending_count: int
+    claimed_count: int
+    running_count: int
+    completed_count: int
+    failed_count: int
+    items_processed: int = 0
+    stale_writes: int = 0
+    preempted: int = 0
+    recovered: int = 0
+    retried: int = 0
+    counters: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def completion_rate(self) -> float:
+        return self.completed_count / self.total_count if self.total_count else 0.0
+
+    @property
+    def failure_rate(self) -> float:
+        return self.failed_count / self.total_count if self.total_count else 0.0
+
+    @property
+    def in_flight(self) -> int:
+        return self.claimed_count + self.running_count
+
+    @classmethod
+    def from_hash(cls, h: Mapping[bytes | str, bytes | str]) -> PartitionStats:
+        c = {(k.decode() if isinstance(k, bytes) else k): int(v) for k, v in h.items()}
+        return cls(
+            total_count=c.get("total", 0), pending_count=c.get("pending", 0),
+            claimed_count=c.get("claimed", 0), running_count=c.get("running", 0),
+            completed_count=c.get("completed", 0), failed_count=c.get("failed", 0),
+            items_processed=c.get("items", 0), stale_writes=c.get("stale_writes", 0),
+            preempted=c.get("preempted", 0), recovered=c.get("recovered", 0),
+            retried=c.get("retried", 0), counters=c,
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        d = {k: getattr(self, k) for k in (
+            "total_count", "pending_count", "claimed_count", "running_count",
+            "completed_count", "failed_count", "items_processed", "stale_writes",
+            "preempted", "recovered", "retried")}
+        d["completion_rate"] = self.completion_rate
+        d["failure_rate"] = self.failure_rate
+        return d
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Compact reply of the hot-path claim (no full partition read)."""
+
+    code: str
+    partition_id: int
+    fence: int
+    attempts: int
+    version: int
+    min_id: int | None
+    max_id: int | None
+    options_json: str
+
+    @property
+    def ok(self) -> bool:
+        return self.code in ("ok", "preempted")
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return json.loads(self.options_json) if self.options_json else {}

@@ -1,0 +1,201 @@
+"""Settings: one dataclass, read from keyword arguments, then ``app.conf.elk_*``,
+then the defaults (the Go original's, except where its defaults were defects).
+
+Every duration is in seconds (int or float) or a ``timedelta``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, fields
+from datetime import timedelta
+from typing import Any, Mapping
+
+from .errors import ConfigError
+
+PREFIX = "elk_"
+
+_STRATEGIES = ("hash", "simple")
+
+
+@dataclass(frozen=True)
+class ElkSettings:
+    """All elk_celery options; the Celery key of ``x`` is ``elk_x``."""
+
+    #: Redis holding coordination state; default: the broker URL when it is Redis.
+    redis_url: str | None = None
+    #: First part of every key: ``<key_prefix>:{<namespace>}:...``.
+    key_prefix: str = "elk"
+    #: ``"hash"`` (HashPartitionStrategy) or ``"simple"`` (SimpleStrategy).
+    strategy: str = "hash"
+    #: How often a node heartbeats and renews its leases.
+    heartbeat_interval: float = 10.0
+    #: A node whose last heartbeat is older than this is dead (default 3 heartbeats).
+    node_expiry: float | None = None
+    #: How often the leader tick runs (the original's 180 s made failover take minutes).
+    leader_election_interval: float = 5.0
+    #: Lifetime of the leader lease; a dead leader is replaced after at most this plus a tick.
+    leader_lock_expiry: float = 30.0
+    #: Lifetime of a partition lease (renewed every heartbeat while the partition runs).
+    partition_lock_expiry: float = 180.0
+    #: Planning: range size = partition size x live nodes x this multiple.
+    worker_partition_multiple: int = 5
+    #: Max partitions one node processes in parallel (across its pool processes).
+    task_window: int = 1
+    #: Let a worker take a partition whose owner's lease expired or whose owner died.
+    allow_preemption: bool = False
+    #: A dispatched partition still unclaimed after this long is sent again.
+    allocation_interval: float = 120.0
+    #: Retries of a failed partition before it stays ``failed``.
+    max_retries: int = 3
+    #: Backoff before retry n: retry_backoff * 2**(n-1), at most retry_backoff_max.
+    retry_backoff: float = 1.0
+    retry_backoff_max: float = 300.0
+    #: A task refused by a full task window or an open breaker is re-sent after this.
+    defer_delay: float = 1.0
+    #: Max pending partitions planned ahead (0 = live nodes x window x multiple).
+    max_pending_partitions: int = 0
+    #: Max task messages the leader sends per tick.
+    dispatch_batch: int = 1000
+    #: First ID of a job.
+    start_id: int = 1
+    #: Celery queue of partition tasks (None = the app's default queue).
+    queue: str | None = None
+    circuit_breaker_enabled: bool = True
+    circuit_breaker_consecutive_failures: int = 5
+    circuit_breaker_total_failures: int = 10
+    circuit_breaker_failure_window: float = 300.0
+    circuit_breaker_open_timeout: float = 30.0
+    circuit_breaker_half_open_max_requests: int = 2
+    #: Start the /metrics endpoint in every worker (None = don't).
+    metrics_port: int | None = None
+    metrics_address: str = "127.0.0.1"
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            object.__setattr__(self, f.name, _coerce(f, getattr(self, f.name)))
+        self._check()
+
+    # -- constructors -------------------------------------------------------
+    @classmethod
+    def from_celery_conf(cls, conf: Mapping[str, Any] | Any, **overrides: Any) -> ElkSettings:
+        """Keyword arguments win over ``conf['elk_<name>']``, which wins over defaults."""
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            key = PREFIX + f.name
+            try:
+                value = conf.get(key) if hasattr(conf, "get") else getattr(conf, key, None)
+            except Exception:  # a lazy Celery conf that can't answer yet
+                value = None
+            if value is not None:
+                values[f.name] = value
+        _reject_unknown(overrides)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    @classmethod
+    def from_url(cls, redis_url: str, **overrides: Any) -> ElkSettings:
+        _reject_unknown(overrides)
+        return cls(redis_url=redis_url, **overrides)
+
+    def replace(self, **overrides: Any) -> ElkSettings:
+        """A copy with per-job overrides applied (None values are ignored)."""
+        _reject_unknown(overrides)
+        return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+    # -- derived values -----------------------------------------------------
+    @property
+    def node_expiry_s(self) -> float:
+        return self.node_expiry if self.node_expiry is not None else 3 * self.heartbeat_interval
+
+    def ms(self, name: str) -> int:
+        """A duration setting in whole milliseconds (what the scripts take)."""
+        value = self.node_expiry_s if name == "node_expiry" else getattr(self, name)
+        return max(1, int(round(value * 1000)))
+
+    def _check(self) -> None:
+        def bad(name: str, why: str) -> ConfigError:
+            return ConfigError(f"{PREFIX}{name}={getattr(self, name)!r} is invalid: {why}")
+
+        if self.strategy not in _STRATEGIES:
+            raise bad("strategy", f"use one of {', '.join(_STRATEGIES)}")
+        for name in ("heartbeat_interval", "leader_election_interval", "leader_lock_expiry",
+                     "partition_lock_expiry", "allocation_interval", "retry_backoff_max",
+                     "circuit_breaker_failure_window", "circuit_breaker_open_timeout"):
+            if getattr(self, name) <= 0:
+                raise bad(name, "must be a positive duration (seconds or timedelta)")
+        for name in ("retry_backoff", "defer_delay"):
+            if getattr(self, name) < 0:
+                raise bad(name, "must be a duration >= 0")
+        for name in ("worker_partition_multiple", "task_window", "dispatch_batch",
+                     "circuit_breaker_consecutive_failures", "circuit_breaker_total_failures",
+                     "circuit_breaker_half_open_max_requests"):
+            if getattr(self, name) < 1:
+                raise bad(name, "must be an integer >= 1")
+        for name in ("max_retries", "max_pending_partitions"):
+            if getattr(self, name) < 0:
+                raise bad(name, "must be an integer >= 0")
+        if self.node_expiry is not None and self.node_expiry <= self.heartbeat_interval:
+            raise bad("node_expiry", f"must exceed elk_heartbeat_interval ({self.heartbeat_interval})")
+        if self.partition_lock_expiry <= 2 * self.heartbeat_interval:
+            raise bad("partition_lock_expiry",
+                      f"must exceed 2 x elk_heartbeat_interval ({self.heartbeat_interval}) so a "
+                      "live owner renews its lease in time")
+        if self.leader_lock_expiry <= self.leader_election_interval:
+            raise bad("leader_lock_expiry",
+                      f"must exceed elk_leader_election_interval ({self.leader_election_interval}) "
+                      "or leadership lapses between ticks")
+        if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
+            raise bad("metrics_port", "must be a TCP port 0-65535")
+        if self.redis_url is not None and not self.redis_url.startswith(
+                ("redis://", "rediss://", "unix://")):
+            raise bad("redis_url", "must be a redis://, rediss:// or unix:// URL")
+
+
+def _reject_unknown(overrides: Mapping[str, Any]) -> None:
+    known = {f.name for f in fields(ElkSettings)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ConfigError(
+            f"unknown elk setting(s) {', '.join(unknown)}; known settings: {', '.join(sorted(known))}")
+
+
+def _coerce(f: dataclasses.Field, value: Any) -> Any:
+    """Turn config-file strings and timedeltas into the field's type, or fail clearly."""
+    t = str(f.type)
+    name = PREFIX + f.name
+    if value is None:
+        if "None" in t:
+            return None
+        raise ConfigError(f"{name} must be set")
+    try:
+        if t.startswith("float"):
+            if isinstance(value, timedelta):
+                return value.total_seconds()
+            if isinstance(value, bool):
+                raise TypeError
+            return float(value)
+        if t.startswith("int"):
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise TypeError
+            return int(value)
+        if t.startswith("bool"):
+            if isinstance(value, str):
+                low = value.strip().lower()
+                if low in ("1", "true", "yes", "on"):
+                    return True
+                if low in ("0", "false", "no", "off"):
+                    return False
+                raise TypeError
+            if not isinstance(value, (bool, int)):
+                raise TypeError
+            return bool(value)
+        if t.startswith("str"):
+            if not isinstance(value, str):
+                raise TypeError
+            return value
+    except (TypeError, ValueError):
+        kind = t.split("|")[0].strip()
+        hint = " (seconds or a timedelta)" if kind == "float" else ""
+        raise ConfigError(f"{name}={value!r} is invalid: expected {kind}{hint}") from None
+    return value

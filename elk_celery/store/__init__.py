@@ -1,0 +1,1 @@
+"""The Redis side: Lua scripts, connections, the leader lease and node registry."""

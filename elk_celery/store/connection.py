@@ -1,0 +1,32 @@
+"""Redis connections from URLs (AUTH, TLS via ``rediss://``, unix sockets)."""
+
+from __future__ import annotations
+
+import os
+
+import redis
+
+from ..errors import ConfigError
+
+DEFAULT_URL = "redis://127.0.0.1:6379/0"
+
+
+def redis_from_url(url: str | None = None, **kwargs: object) -> redis.Redis:
+    """A client for ``url`` (or ``$ELK_REDIS_URL``, or the local default).
+
+    Credentials and TLS options in the URL are honoured as redis-py reads
+    them: ``rediss://:password@host:6380/0?ssl_cert_reqs=required``.
+    """
+    url = url or os.environ.get("ELK_REDIS_URL") or DEFAULT_URL
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(f"Redis URL {url!r} is invalid: use redis://, rediss:// or unix://")
+    kwargs.setdefault("health_check_interval", 30)
+    kwargs.setdefault("socket_keepalive", True)
+    return redis.Redis.from_url(url, **kwargs)  # type: ignore[arg-type]
+
+
+def text(value: object) -> str:
+    """Decode a reply item whether or not the client decodes responses."""
+    if isinstance(value, bytes):
+        return value.decode()
+    return "" if value is None else str(value)

@@ -1,0 +1,29 @@
+-- _io_hash.lua: storage adapter of HashPartitionStrategy.
+--   KEYS[13] partitions  hash  partition id -> partition JSON
+-- The lease lives in the partition itself (field `lease`, expiry in ms).
+
+local function p_load(i, id)
+  local raw = redis.call('HGET', KEYS[K_STORE], id)
+  if not raw then return nil end
+  return decode(raw, id)
+end
+
+local function p_save(i, id, p)
+  redis.call('HSET', KEYS[K_STORE], id, cjson.encode(p))
+end
+
+local function p_delete(i, id)
+  redis.call('HDEL', KEYS[K_STORE], id)
+end
+
+local function lease_alive(i, p, now)
+  return p.lease ~= nil and p.lease > now
+end
+
+local function lease_set(i, p, now, ms)
+  p.lease = now + ms
+end
+
+local function lease_clear(i, p)
+  p.lease = nil
+end

@@ -1,0 +1,34 @@
+-- _io_simple.lua: storage adapter of SimpleStrategy.
+--   KEYS[13 + 2*(i-1)] p:<id>     string  partition JSON (no TTL)
+--   KEYS[14 + 2*(i-1)] lock:<id>  string  "node|fence", PX = the lease
+-- for the i-th partition the call names (1-based, in ARGV order). The lock
+-- key is the lease: it vanishes when the owner stops renewing it.
+
+local function p_load(i, id)
+  local raw = redis.call('GET', KEYS[K_STORE + 2 * (i - 1)])
+  if not raw then return nil end
+  return decode(raw, id)
+end
+
+local function p_save(i, id, p)
+  redis.call('SET', KEYS[K_STORE + 2 * (i - 1)], cjson.encode(p))
+end
+
+local function p_delete(i, id)
+  redis.call('DEL', KEYS[K_STORE + 2 * (i - 1)], KEYS[K_STORE + 2 * (i - 1) + 1])
+end
+
+local function lease_alive(i, p, now)
+  local owner = redis.call('GET', KEYS[K_STORE + 2 * (i - 1) + 1])
+  return owner ~= false and owner == (p.node .. '|' .. p.fence)
+end
+
+local function lease_set(i, p, now, ms)
+  p.lease = now + ms
+  redis.call('SET', KEYS[K_STORE + 2 * (i - 1) + 1], p.node .. '|' .. p.fence, 'PX', ms)
+end
+
+local function lease_clear(i, p)
+  p.lease = nil
+  redis.call('DEL', KEYS[K_STORE + 2 * (i - 1) + 1])
+end

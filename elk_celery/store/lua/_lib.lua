@@ -1,0 +1,151 @@
+-- _lib.lua: helpers shared by every partition script.
+--
+-- Not a script on its own: scripts.py prepends it (and one of the storage
+-- adapters _io_hash.lua / _io_simple.lua) to each operation script, so every
+-- state change moves its counters and indexes in the same atomic call.
+--
+-- Every script receives the same common KEYS, built by elk_celery/keys.py:
+--   KEYS[1]  stats          hash   status -> count, plus event counters
+--   KEYS[2]  ids            zset   "id:min:max" of every partition, score = min_id
+--   KEYS[3]  pending        zset   "id:min:max" of pending ones, score = when to
+--                                  (re)send its task message (ms)
+--   KEYS[4]  leases         zset   claimed/running id, score = lease expiry (ms)
+--   KEYS[5]  failed         zset   failed id, score = when it failed (ms)
+--   KEYS[6]  nodes          zset   node id, score = heartbeat expiry (ms)
+--   KEYS[7]  nodes_info     hash   node id -> JSON description
+--   KEYS[8]  inflight       hash   node id -> partitions it holds
+--   KEYS[9]  leader         string "node|epoch", expires with the leader lease
+--   KEYS[10] meta           hash   epoch, planning cursor, watermark, ...
+--   KEYS[11] breaker        hash   circuit breaker state
+--   KEYS[12] breaker_fails  zset   recent failures, score = time (ms)
+--   KEYS[13..] partition storage, see the adapter.
+-- Times are Redis server time in milliseconds; nodes' clocks are never used.
+
+local K_STATS, K_IDS, K_PENDING, K_LEASES, K_FAILED = 1, 2, 3, 4, 5
+local K_NODES, K_NODES_INFO, K_INFLIGHT, K_LEADER, K_META = 6, 7, 8, 9, 10
+local K_BREAKER, K_BREAKER_FAILS = 11, 12
+local K_STORE = 13
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local HOLDS = {claimed = true, running = true}
+
+-- Members of the ids and pending zsets carry the range, so the leader can
+-- dispatch and detect gaps without reading partitions: "id:min:max".
+local function member(id, p)
+  return id .. ':' .. p.min .. ':' .. p.max
+end
+
+-- Move partition p (already loaded, id `id`) to status `to`, keeping the
+-- stats counters and every status index in step. `score` is the pending
+-- send time or the lease expiry, depending on `to`; `node` the new owner when
+-- `to` holds a lease. `to` nil only unindexes (the partition is deleted).
+local function move(id, p, to, now, score, node)
+  local from = p.status
+  if from then redis.call('HINCRBY', KEYS[K_STATS], from, -1) end
+  if to then redis.call('HINCRBY', KEYS[K_STATS], to, 1) end
+  if from == 'pending' and to ~= 'pending' then
+    redis.call('ZREM', KEYS[K_PENDING], member(id, p))
+  elseif HOLDS[from] then
+    redis.call('ZREM', KEYS[K_LEASES], id)
+    if p.node and p.node ~= '' then
+      if redis.call('HINCRBY', KEYS[K_INFLIGHT], p.node, -1) <= 0 then
+        redis.call('HDEL', KEYS[K_INFLIGHT], p.node)
+      end
+    end
+  elseif from == 'failed' then
+    redis.call('ZREM', KEYS[K_FAILED], id)
+  end
+  if to == 'pending' then
+    redis.call('ZADD', KEYS[K_PENDING], score or now, member(id, p))
+    p.node = ''
+  elseif HOLDS[to] then
+    p.node = node
+    redis.call('ZADD', KEYS[K_LEASES], score, id)
+    redis.call('HINCRBY', KEYS[K_INFLIGHT], node, 1)
+  elseif to == 'failed' then
+    redis.call('ZADD', KEYS[K_FAILED], now, id)
+  end
+  if to == nil then return end  -- deleted: only unindexed
+  p.status = to
+  p.version = (p.version or 0) + 1
+  p.updated = now
+end
+
+local function count(field, n)
+  redis.call('HINCRBY', KEYS[K_STATS], field, n or 1)
+end
+
+-- Leader fencing: `epoch` '' or '0' means "not a leader write" (strategy API).
+local function leader_ok(epoch)
+  if epoch == nil or epoch == '' or epoch == '0' then return true end
+  local cur = redis.call('GET', KEYS[K_LEADER])
+  if not cur then return false end
+  local e = string.match(cur, '|(%d+)$')
+  return e == epoch
+end
+
+-- A node is dead only when it registered and its heartbeat expired; an
+-- unknown node (strategy API users that never heartbeat) is not.
+local function node_dead(node, now)
+  if not node or node == '' then return true end
+  local exp = redis.call('ZSCORE', KEYS[K_NODES], node)
+  return exp ~= false and tonumber(exp) <= now
+end
+
+local function decode(raw, id)
+  local ok, p = pcall(cjson.decode, raw)
+  if not ok or type(p) ~= 'table' or type(p.status) ~= 'string' then
+    error({err = 'ELK_CORRUPT partition ' .. tostring(id) ..
+      ' holds a value that is not an elk partition: ' .. string.sub(raw, 1, 80)})
+  end
+  return p
+end
+
+-- Writes by a partition's owner are accepted only from the node that holds
+-- it with the current fence token; anything else is a stale write.
+local function owned(p, node, fence)
+  return p ~= nil and HOLDS[p.status] == true and p.node == node
+    and tostring(p.fence) == fence
+end
+
+local function stale(p)
+  count('stale_writes')
+  if not p then return {'missing', 0, '', ''} end
+  return {'stale', p.fence or 0, p.status, p.node or ''}
+end
+
+-- Circuit breaker bookkeeping, in the same call as the outcome it records.
+local function breaker_success()
+  local state = redis.call('HGET', KEYS[K_BREAKER], 'state')
+  redis.call('HSET', KEYS[K_BREAKER], 'consecutive', 0)
+  if state == 'half_open' or state == 'open' then
+    redis.call('HSET', KEYS[K_BREAKER], 'state', 'closed', 'probes', 0, 'closed_at', now_ms())
+    redis.call('DEL', KEYS[K_BREAKER_FAILS])
+  end
+end
+
+local function breaker_trip(now, why)
+  redis.call('HSET', KEYS[K_BREAKER], 'state', 'open', 'opened_at', now, 'probes', 0,
+    'reason', why)
+  redis.call('HINCRBY', KEYS[K_BREAKER], 'trips', 1)
+end
+
+-- consecutive threshold, total threshold, window ms
+local function breaker_failure(id, now, cons_max, total_max, window_ms)
+  local state = redis.call('HGET', KEYS[K_BREAKER], 'state') or 'closed'
+  local cons = redis.call('HINCRBY', KEYS[K_BREAKER], 'consecutive', 1)
+  redis.call('ZADD', KEYS[K_BREAKER_FAILS], now, id)
+  redis.call('ZREMRANGEBYSCORE', KEYS[K_BREAKER_FAILS], '-inf', now - window_ms)
+  if state == 'open' then return end
+  if state == 'half_open' then
+    breaker_trip(now, 'probe failed')
+  elseif cons >= cons_max then
+    breaker_trip(now, cons .. ' consecutive failures')
+  elseif redis.call('ZCARD', KEYS[K_BREAKER_FAILS]) >= total_max then
+    breaker_trip(now, total_max .. ' partitions failed within the window')
+  end
+end

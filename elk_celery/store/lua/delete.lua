@@ -1,0 +1,21 @@
+-- delete.lua: delete partitions (whatever their status) and their index
+-- entries. Ids that do not exist are skipped.
+--
+-- KEYS: the common keys of _lib.lua, then the storage of partitions 1..n.
+-- ARGV[1..] partition ids
+-- Reply: number deleted.
+
+local now = now_ms()
+local n = 0
+for i, id in ipairs(ARGV) do
+  local p = p_load(i, id)
+  if p then
+    if p.probe then redis.call('HINCRBY', KEYS[K_BREAKER], 'probes', -1) end
+    move(id, p, nil, now)
+    redis.call('ZREM', KEYS[K_IDS], member(id, p))
+    p_delete(i, id)
+    n = n + 1
+  end
+end
+count('total', -n)
+return n

@@ -1,0 +1,45 @@
+-- fail.lua: the owner reports a partition failed; it is retried with
+-- exponential backoff until it has run out of attempts, then stays failed.
+--
+-- KEYS: the common keys of _lib.lua, then the storage of partition 1.
+-- ARGV[1]  partition id
+-- ARGV[2]  node id of the owner
+-- ARGV[3]  fence token the owner got from its claim
+-- ARGV[4]  error text
+-- ARGV[5]  max retries: attempts beyond the first that a partition gets
+-- ARGV[6]  backoff base, ms (retry n waits base * 2^(n-1))
+-- ARGV[7]  backoff cap, ms
+-- ARGV[8]  '1' = may be retried, '0' = fail for good now
+-- ARGV[9]  '1' = record the failure with the circuit breaker
+-- ARGV[10] breaker: consecutive failures that open it
+-- ARGV[11] breaker: failed partitions within the window that open it
+-- ARGV[12] breaker: window, ms
+-- Reply: {'retry', version, delay_ms} | {'failed', version, 0}
+--        | {'stale'|'missing', fence, status, node}
+
+local id, node, fence = ARGV[1], ARGV[2], ARGV[3]
+local now = now_ms()
+local p = p_load(1, id)
+if not owned(p, node, fence) then return stale(p) end
+
+lease_clear(1, p)
+p.error = string.sub(ARGV[4], 1, 4000)
+p.probe = nil
+local attempts = p.attempts or 1
+local code, delay = 'failed', 0
+if ARGV[8] == '1' and attempts <= tonumber(ARGV[5]) then
+  code = 'retry'
+  delay = math.min(tonumber(ARGV[6]) * 2 ^ (attempts - 1), tonumber(ARGV[7]))
+  delay = math.floor(delay)
+  move(id, p, 'pending', now, now + delay)
+  count('retried')
+else
+  move(id, p, 'failed', now)
+  count('failed_for_good')
+end
+p_save(1, id, p)
+count('failures')
+if ARGV[9] == '1' then
+  breaker_failure(id, now, tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12]))
+end
+return {code, p.version, delay}

@@ -1,0 +1,36 @@
+-- leader.lua: the leader lease of a namespace, with a fencing epoch that
+-- grows by one on every change of hands.
+--
+-- KEYS: the common keys of _lib.lua (no partition storage).
+-- ARGV[1] 'acquire' (take it when free or its holder is dead, renew it when
+--         we hold it) | 'release' (only by its holder)
+-- ARGV[2] node id
+-- ARGV[3] lease length, ms
+-- Reply: {is leader 0/1, epoch, holder, 'elected'|'renewed'|'follower'|'released'}
+
+local op, node, ms = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local now = now_ms()
+local cur = redis.call('GET', KEYS[K_LEADER])
+local holder, epoch = '', 0
+if cur then holder, epoch = string.match(cur, '^(.*)|(%d+)$') end
+epoch = tonumber(epoch) or 0
+
+if op == 'release' then
+  if cur and holder == node then
+    redis.call('DEL', KEYS[K_LEADER])
+    return {0, epoch, '', 'released'}
+  end
+  return {0, epoch, holder, 'follower'}
+end
+
+if cur and holder == node then
+  redis.call('PEXPIRE', KEYS[K_LEADER], ms)
+  return {1, epoch, node, 'renewed'}
+end
+if cur and not node_dead(holder, now) then
+  return {0, epoch, holder, 'follower'}
+end
+epoch = redis.call('HINCRBY', KEYS[K_META], 'epoch', 1)
+redis.call('SET', KEYS[K_LEADER], node .. '|' .. epoch, 'PX', ms)
+count('elections')
+return {1, epoch, node, 'elected'}

@@ -1,0 +1,44 @@
+-- recover.lua: the leader takes back partitions whose lease expired or
+-- whose owner's heartbeat stopped. Each goes back to pending (sent again at
+-- once) with its fence bumped, so the old owner's late writes are refused;
+-- a partition that has already lost more owners than it has attempts goes
+-- to failed instead (a poison partition must not kill workers forever).
+--
+-- KEYS: the common keys of _lib.lua, then the storage of partitions 1..n.
+-- ARGV[1]  leader epoch ('' = not a leader write)
+-- ARGV[2]  max retries (as in fail.lua)
+-- ARGV[3..] candidate partition ids (the caller reads them from `leases`)
+-- Reply: {'ok', {recovered ids}, {failed ids}} | {'stale_leader'}
+
+if not leader_ok(ARGV[1]) then
+  count('stale_leader_writes')
+  return {'stale_leader'}
+end
+local now = now_ms()
+local max_retries = tonumber(ARGV[2])
+local back, dead = {}, {}
+for a = 3, #ARGV do
+  local i, id = a - 2, ARGV[a]
+  local p = p_load(i, id)
+  if p and HOLDS[p.status] and (not lease_alive(i, p, now) or node_dead(p.node, now)) then
+    local owner = p.node
+    lease_clear(i, p)
+    p.fence = (p.fence or 0) + 1
+    if p.probe then redis.call('HINCRBY', KEYS[K_BREAKER], 'probes', -1) end
+    p.probe = nil
+    if (p.attempts or 0) > max_retries then
+      p.error = 'lost its owner ' .. owner .. ' on attempt ' .. (p.attempts or 0) ..
+        ' and has no retries left'
+      move(id, p, 'failed', now)
+      dead[#dead + 1] = id
+    else
+      move(id, p, 'pending', now, now)
+      back[#back + 1] = id
+    end
+    p_save(i, id, p)
+  elseif not p then
+    redis.call('ZREM', KEYS[K_LEASES], id)
+  end
+end
+count('recovered', #back + #dead)
+return {'ok', back, dead}

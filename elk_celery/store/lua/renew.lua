@@ -1,0 +1,35 @@
+-- renew.lua: extend the leases of partitions a node is processing, and
+-- mark claimed ones running. Refused for a node whose own heartbeat
+-- expired: a lease lives only as long as its node is alive.
+--
+-- KEYS: the common keys of _lib.lua, then the storage of partitions 1..n.
+-- ARGV[1]  node id of the owner
+-- ARGV[2]  lease length, ms
+-- ARGV[3]  '1' = also move a 'claimed' partition to 'running'
+-- ARGV[4..] pairs: partition id, fence token
+-- Reply: the ids whose lease is lost (not owned with that fence any more).
+
+local node, lease_ms = ARGV[1], tonumber(ARGV[2])
+local now = now_ms()
+local dead = node_dead(node, now)
+local lost = {}
+local i = 0
+for a = 4, #ARGV, 2 do
+  i = i + 1
+  local id, fence = ARGV[a], ARGV[a + 1]
+  local p = p_load(i, id)
+  if dead or not owned(p, node, fence) then
+    lost[#lost + 1] = id
+  else
+    p.hb = now
+    if ARGV[3] == '1' and p.status == 'claimed' then
+      move(id, p, 'running', now, now + lease_ms, node)
+    else
+      redis.call('ZADD', KEYS[K_LEASES], now + lease_ms, id)
+    end
+    lease_set(i, p, now, lease_ms)
+    p_save(i, id, p)
+  end
+end
+if #lost > 0 then count('leases_lost', #lost) end
+return lost

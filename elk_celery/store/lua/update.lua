@@ -1,0 +1,45 @@
+-- update.lua: compare-and-set update of one partition. Only the allowed
+-- status transitions pass; the range and the fence cannot be changed here.
+--
+-- KEYS: the common keys of _lib.lua, then the storage of partition 1.
+-- ARGV[1] partition id
+-- ARGV[2] expected version ('' = no check)
+-- ARGV[3] JSON object of fields to set: status, node, error, opts, items
+-- ARGV[4] lease length, ms (used when the new status holds a lease)
+-- Reply: {'ok', version} | {'conflict', current version} | {'missing'}
+--        | {'transition', from, to}
+
+local TRANSITIONS = {
+  pending   = {pending = true, claimed = true, running = true, failed = true},
+  claimed   = {claimed = true, running = true, pending = true, completed = true, failed = true},
+  running   = {running = true, pending = true, completed = true, failed = true},
+  completed = {completed = true, pending = true},
+  failed    = {failed = true, pending = true},
+}
+local id = ARGV[1]
+local now = now_ms()
+local p = p_load(1, id)
+if not p then return {'missing'} end
+if ARGV[2] ~= '' and tostring(p.version) ~= ARGV[2] then return {'conflict', p.version} end
+local f = cjson.decode(ARGV[3])
+local to = f.status or p.status
+if not TRANSITIONS[p.status][to] then return {'transition', p.status, to} end
+if f.error ~= nil then p.error = (f.error ~= cjson.null) and f.error or nil end
+if f.opts ~= nil then p.opts = f.opts end
+if f.items ~= nil then p.items = f.items end
+local node = f.node or p.node
+if HOLDS[to] and (node == nil or node == '') then
+  return {'transition', p.status, to .. ' without a node'}
+end
+local lease_ms = tonumber(ARGV[4])
+if to ~= p.status or (HOLDS[to] and node ~= p.node) then
+  if HOLDS[p.status] then lease_clear(1, p) end
+  if HOLDS[to] then p.fence = (p.fence or 0) + 1 end
+  move(id, p, to, now, HOLDS[to] and now + lease_ms or now, node)
+  if HOLDS[to] then lease_set(1, p, now, lease_ms) end
+else
+  p.version = (p.version or 0) + 1
+  p.updated = now
+end
+p_save(1, id, p)
+return {'ok', p.version}

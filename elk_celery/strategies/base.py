@@ -1,0 +1,310 @@
+"""The partition strategy API (the Go original's PartitionStrategy, in snake_case).
+
+Both strategies run the same Lua scripts; a subclass only says where a
+partition is stored (which keys a script gets, how to read many at once).
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping, Sequence
+from enum import Enum
+from typing import Any
+
+import redis
+
+from ..errors import (CorruptPartition, ElkError, InvalidPartition, PartitionConflict,
+                      StaleFenceError, VersionConflict)
+from ..keys import Keys
+from ..models import Claim, Partition, PartitionStats, Status, coerce_partition
+from ..settings import ElkSettings
+from ..store.connection import redis_from_url, text
+from ..store.scripts import Scripts
+
+
+class StrategyType(str, Enum):
+    SIMPLE = "simple"
+    HASH = "hash"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def _translate(exc: redis.ResponseError) -> Exception:
+    msg = str(exc)
+    for tag, cls in (("ELK_CONFLICT", PartitionConflict), ("ELK_CORRUPT", CorruptPartition)):
+        if tag in msg:
+            return cls(msg[msg.index(tag) + len(tag):].split(" script:")[0].strip())
+    return exc
+
+
+class PartitionStrategy(ABC):
+    """Partitions of one namespace in Redis."""
+
+    kind: StrategyType
+
+    def __init__(self, client: redis.Redis, namespace: str,
+                 settings: ElkSettings | None = None, *, key_prefix: str | None = None) -> None:
+        self.redis = client
+        self.settings = settings or ElkSettings()
+        self.namespace = namespace
+        self.keys = Keys(namespace, key_prefix or self.settings.key_prefix)
+        self.scripts = Scripts(client, self.kind.value)
+
+    @classmethod
+    def from_url(cls, redis_url: str | None = None, namespace: str = "default",
+                 settings: ElkSettings | None = None, **kwargs: Any) -> PartitionStrategy:
+        """Build the strategy on its own client for ``redis_url``."""
+        return cls(redis_from_url(redis_url), namespace, settings, **kwargs)
+
+    # -- where partitions live (the only difference between strategies) ----
+    @abstractmethod
+    def _storage(self, ids: Sequence[int | str]) -> list[str]:
+        """The KEYS that follow the common ones for a call about ``ids``."""
+
+    @abstractmethod
+    def _raw_many(self, ids: Sequence[int | str]) -> list[Any]:
+        """Stored JSON of each id (None where missing), in order."""
+
+    @abstractmethod
+    def _raw_all(self) -> list[tuple[str, Any]]:
+        """(id, JSON) of every partition."""
+
+    def _run(self, op: str, ids: Sequence[int | str], args: Sequence[Any], client: Any = None) -> Any:
+        try:
+            return self.scripts(op, self.keys.common + self._storage(ids), list(args), client)
+        except redis.ResponseError as exc:
+            raise _translate(exc) from None
+
+    def strategy_type(self) -> StrategyType:
+        return self.kind
+
+    # -- reading -------------------------------------------------------------
+    def get_partition(self, partition_id: int) -> Partition | None:
+        raw = self._raw_many([partition_id])[0]
+        return None if raw is None else Partition.from_json(raw, partition_id)
+
+    def get_partitions(self, ids: Iterable[int]) -> list[Partition]:
+        ids = list(ids)
+        return [Partition.from_json(raw, pid)
+                for pid, raw in zip(ids, self._raw_many(ids)) if raw is not None]
+
+    def get_all_partitions(self) -> list[Partition]:
+        parts = [Partition.from_json(raw, pid) for pid, raw in self._raw_all()]
+        return sorted(parts, key=lambda p: p.partition_id)
+
+    def get_filtered_partitions(self, status: str | Status | Iterable[str | Status] | None = None,
+                                node_id: str | None = None, limit: int | None = None,
+                                ) -> list[Partition]:
+        """Partitions with one of ``status`` (and held by ``node_id``), by id.
+
+        Pending, claimed, running and failed partitions are found through
+        their status indexes; only ``completed`` reads every partition.
+        """
+        if status is None:
+            wanted: set[Status] = set(Status)
+        elif isinstance(status, (str, Status)):
+            wanted = {Status.parse(status)}
+        else:
+            wanted = {Status.parse(s) for s in status}
+        if Status.COMPLETED in wanted:
+            parts = self.get_all_partitions()
+        else:
+            ids: set[int] = set()
+            pipe = self.redis.pipeline(transaction=False)
+            if Status.PENDING in wanted:
+                pipe.zrange(self.keys.pending, 0, -1)
+            if wanted & {Status.CLAIMED, Status.RUNNING}:
+                pipe.zrange(self.keys.leases, 0, -1)
+            if Status.FAILED in wanted:
+                pipe.zrange(self.keys.failed, 0, -1)
+            for members in pipe.execute():
+                ids.update(int(text(m).split(":", 1)[0]) for m in members)
+            parts = self.get_partitions(sorted(ids))
+        out = [p for p in parts if p.status in wanted and (node_id is None or p.node_id == node_id)]
+        return out[:limit] if limit is not None else out
+
+    def get_partition_stats(self) -> PartitionStats:
+        return PartitionStats.from_hash(self.redis.hgetall(self.keys.stats))
+
+    # -- creating, changing, deleting ----------------------------------------
+    def create_partitions_if_not_exist(
+            self, partitions: Iterable[Partition | Mapping[str, Any]]) -> list[Partition]:
+        """Create the partitions that don't exist; all or nothing.
+
+        An existing id with the same range is left as it is (idempotent); an
+        existing id with another range, or a range overlapping another
+        partition, raises :class:`PartitionConflict` and writes nothing.
+        Returns the partitions as stored.
+        """
+        batch = validate_batch(partitions)
+        if batch:
+            self._create(batch)
+        return self.get_partitions(p.partition_id for p in batch)
+
+    def _create(self, batch: Sequence[Partition], epoch: int | str = "",
+                expected_cursor: str = "", new_cursor: str = "") -> list[Any]:
+        payload = json.dumps([
+            {"id": p.partition_id, "min": str(p.min_id), "max": str(p.max_id),
+             "opts": json.dumps(p.options, separators=(",", ":")) if p.options else ""}
+            for p in batch], separators=(",", ":"))
+        reply = self._run("create", [p.partition_id for p in batch],
+                          [epoch, expected_cursor, new_cursor, payload])
+        return [text(reply[0]), *reply[1:]]
+
+    def update_partition(self, partition: Partition, *, expected_version: int | None = None,
+                         ) -> Partition:
+        """Compare-and-set: write status, node, error, options and items of
+        ``partition`` if the stored version is still ``expected_version``
+        (default: ``partition.version``, the version it was read at)."""
+        fields: dict[str, Any] = {
+            "status": Status.parse(partition.status).value,
+            "node": partition.node_id,
+            "error": partition.error if partition.error is not None else None,
+            "opts": json.dumps(partition.options, separators=(",", ":")) if partition.options else "",
+            "items": int(partition.items_processed),
+        }
+        version = partition.version if expected_version is None else expected_version
+        reply = self._run("update", [partition.partition_id], [
+            partition.partition_id, version, json.dumps(fields),
+            self.settings.ms("partition_lock_expiry")])
+        code = text(reply[0])
+        if code == "conflict":
+            raise VersionConflict(
+                f"partition {partition.partition_id} is at version {reply[1]}, not {version}: "
+                "read it again and retry", current_version=int(reply[1]))
+        if code == "missing":
+            raise InvalidPartition(f"partition {partition.partition_id} does not exist")
+        if code == "transition":
+            raise InvalidPartition(
+                f"partition {partition.partition_id}: status {text(reply[1])} -> "
+                f"{text(reply[2])} is not an allowed transition")
+        stored = self.get_partition(partition.partition_id)
+        assert stored is not None
+        return stored
+
+    def delete_partition(self, partition_id: int) -> bool:
+        return self.delete_partitions([partition_id]) == 1
+
+    def delete_partitions(self, partition_ids: Iterable[int]) -> int:
+        ids = [int(i) for i in partition_ids]
+        return int(self._run("delete", ids, ids)) if ids else 0
+
+    def retry_failed(self, partition_ids: Iterable[int] | None = None) -> list[int]:
+        """Re-queue failed partitions (all of them by default) with fresh attempts."""
+        if partition_ids is None:
+            partition_ids = [int(text(m)) for m in self.redis.zrange(self.keys.failed, 0, -1)]
+        ids = [int(i) for i in partition_ids]
+        return [int(text(i)) for i in self._run("retry_failed", ids, ids)] if ids else []
+
+    # -- ownership ------------------------------------------------------------
+    def claim(self, partition_id: int, node_id: str, *, target: str = "running",
+              window: int = 0, allow_preemption: bool | None = None, force: bool = False,
+              defer: bool = True, require_live_node: bool = False) -> Claim:
+        """The hot path: one script call, a compact :class:`Claim`."""
+        s = self.settings
+        preempt = s.allow_preemption if allow_preemption is None else allow_preemption
+        r = self._run("claim", [partition_id], [
+            partition_id, node_id, target, s.ms("partition_lock_expiry"),
+            "1" if preempt else "0", "1" if force else "0", window,
+            s.ms("defer_delay") if defer else 0,
+            "1" if s.circuit_breaker_enabled else "0", s.ms("circuit_breaker_open_timeout"),
+            s.circuit_breaker_half_open_max_requests, "1" if require_live_node else "0"])
+        lo, hi = text(r[4]), text(r[5])
+        return Claim(text(r[0]), int(partition_id), int(r[1]), int(r[2]), int(r[3]),
+                     int(lo) if lo else None, int(hi) if hi else None, text(r[6]))
+
+    def acquire_partition(self, partition_id: int, node_id: str, *,
+                          allow_preemption: bool = False, force: bool = False,
+                          ) -> Partition | None:
+        """Claim a partition for ``node_id``; None when it can't be taken now."""
+        c = self.claim(partition_id, node_id, target="claimed", window=0,
+                       allow_preemption=allow_preemption, force=force, defer=False)
+        return self.get_partition(partition_id) if c.ok else None
+
+    def renew_leases(self, node_id: str, held: Iterable[tuple[int, int]], *,
+                     start: bool = False) -> list[int]:
+        """Extend the leases of (partition id, fence) pairs; returns the ids lost."""
+        held = list(held)
+        if not held:
+            return []
+        args: list[Any] = [node_id, self.settings.ms("partition_lock_expiry"), "1" if start else "0"]
+        for pid, fence in held:
+            args += [pid, fence]
+        return [int(text(i)) for i in self._run("renew", [p for p, _ in held], args)]
+
+    def start_partition(self, partition_id: int, node_id: str, fence: int) -> None:
+        """Mark a claimed partition running (renews its lease too)."""
+        if self.renew_leases(node_id, [(partition_id, fence)], start=True):
+            raise self._stale(partition_id, node_id, fence)
+
+    def release_partition(self, partition_id: int, node_id: str, fence: int | None = None) -> bool:
+        """Give a held partition back (pending, sent again at once)."""
+        return bool(self.release_partitions(node_id, [(partition_id, fence)]))
+
+    def release_partitions(self, node_id: str, held: Iterable[tuple[int, int | None]], *,
+                           unregister: bool = False) -> list[int]:
+        held = list(held)
+        args: list[Any] = [node_id, "1" if unregister else "0"]
+        for pid, fence in held:
+            args += [pid, "" if fence is None else fence]
+        return [int(text(i)) for i in self._run("release", [p for p, _ in held], args)]
+
+    def complete_partition(self, partition_id: int, node_id: str, fence: int,
+                           items_processed: int = 0) -> int:
+        """Mark done; raises :class:`StaleFenceError` unless ``node_id`` holds it with ``fence``."""
+        if isinstance(items_processed, bool) or not isinstance(items_processed, int) \
+                or items_processed < 0:
+            raise InvalidPartition(f"items_processed must be an integer >= 0, got {items_processed!r}")
+        r = self._run("complete", [partition_id], [
+            partition_id, node_id, fence, items_processed,
+            "1" if self.settings.circuit_breaker_enabled else "0"])
+        if text(r[0]) != "ok":
+            raise self._stale(partition_id, node_id, fence, r)
+        return int(r[1])
+
+    def fail_partition(self, partition_id: int, node_id: str, fence: int, error: str, *,
+                       retryable: bool = True) -> tuple[str, float]:
+        """Record a failure: ('retry', delay seconds) or ('failed', 0)."""
+        s = self.settings
+        r = self._run("fail", [partition_id], [
+            partition_id, node_id, fence, str(error), s.max_retries, s.ms("retry_backoff"),
+            s.ms("retry_backoff_max"), "1" if retryable else "0",
+            "1" if s.circuit_breaker_enabled else "0", s.circuit_breaker_consecutive_failures,
+            s.circuit_breaker_total_failures, s.ms("circuit_breaker_failure_window")])
+        code = text(r[0])
+        if code not in ("retry", "failed"):
+            raise self._stale(partition_id, node_id, fence, r)
+        return code, int(r[2]) / 1000
+
+    def _stale(self, partition_id: int, node_id: str, fence: int, reply: Any = None) -> ElkError:
+        if reply is not None and text(reply[0]) == "missing":
+            return StaleFenceError(f"partition {partition_id} does not exist (deleted or reset)",
+                                   partition_id=partition_id, fence=fence)
+        cur = self.get_partition(partition_id)
+        if cur is None:
+            return StaleFenceError(f"partition {partition_id} does not exist (deleted or reset)",
+                                   partition_id=partition_id, fence=fence)
+        return StaleFenceError(
+            f"partition {partition_id}: node {node_id!r} with fence {fence} no longer owns it "
+            f"(now {cur.status}, node {cur.node_id!r}, fence {cur.fence}); the write was refused",
+            partition_id=partition_id, fence=fence, current_fence=cur.fence,
+            current_status=str(cur.status), current_node=cur.node_id)
+
+
+def validate_batch(partitions: Iterable[Partition | Mapping[str, Any]]) -> list[Partition]:
+    """Check a batch on its own: valid fields, unique ids, no overlaps."""
+    batch = [coerce_partition(p) for p in partitions]
+    seen: set[int] = set()
+    for p in batch:
+        if p.partition_id in seen:
+            raise InvalidPartition(f"partition id {p.partition_id} appears twice in the batch")
+        seen.add(p.partition_id)
+    ordered = sorted(batch, key=lambda p: p.min_id)
+    for a, b in zip(ordered, ordered[1:]):
+        if b.min_id <= a.max_id:
+            raise InvalidPartition(
+                f"partitions {a.partition_id} ({a.min_id}..{a.max_id}) and {b.partition_id} "
+                f"({b.min_id}..{b.max_id}) overlap")
+    return batch
