@@ -1,0 +1,158 @@
+"""Namespace-wide state: the leader lease, the node registry, dispatch and
+recovery, job metadata and reset. Partition-level operations live in the
+strategies; this object wraps one strategy and adds the rest."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from ..strategies.base import PartitionStrategy
+from .connection import text
+
+
+@dataclass(frozen=True)
+class LeaderState:
+    is_leader: bool
+    epoch: int
+    holder: str
+    role: str  # 'elected' | 'renewed' | 'follower' | 'released'
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    node_id: str
+    alive: bool
+    expires_in: float
+    held: int
+    info: dict[str, Any]
+
+
+class NamespaceStore:
+    """Everything elk keeps for one namespace, around its partition strategy."""
+
+    def __init__(self, strategy: PartitionStrategy) -> None:
+        self.strategy = strategy
+        self.keys = strategy.keys
+        self.redis = strategy.redis
+        self.settings = strategy.settings
+        self.namespace = strategy.namespace
+
+    def _run(self, op: str, args: list[Any], ids: list[int] | None = None) -> Any:
+        return self.strategy._run(op, ids or [], args)
+
+    def server_time_ms(self) -> int:
+        sec, usec = self.redis.time()
+        return int(sec) * 1000 + int(usec) // 1000
+
+    # -- leader lease ---------------------------------------------------------
+    def leader_acquire(self, node_id: str) -> LeaderState:
+        """Take the lease when free or its holder is dead; renew it when ours."""
+        r = self._run("leader", ["acquire", node_id, self.settings.ms("leader_lock_expiry")])
+        return LeaderState(bool(int(r[0])), int(r[1]), text(r[2]), text(r[3]))
+
+    def leader_release(self, node_id: str) -> LeaderState:
+        r = self._run("leader", ["release", node_id, 1])
+        return LeaderState(bool(int(r[0])), int(r[1]), text(r[2]), text(r[3]))
+
+    def leader(self) -> tuple[str, int] | None:
+        """(holder node, epoch) of the current lease, or None."""
+        cur = self.redis.get(self.keys.leader)
+        if not cur:
+            return None
+        holder, _, epoch = text(cur).rpartition("|")
+        return holder, int(epoch)
+
+    # -- nodes ----------------------------------------------------------------
+    def heartbeat(self, node_id: str, info: dict[str, Any] | None = None) -> tuple[int, int]:
+        """Refresh the node's heartbeat; returns (server time ms, partitions it holds)."""
+        r = self._run("heartbeat", [node_id, self.settings.ms("node_expiry"),
+                                    json.dumps(info or {}, separators=(",", ":"))])
+        return int(r[0]), int(r[1])
+
+    def live_node_ids(self) -> list[str]:
+        now = self.server_time_ms()
+        return [text(n) for n in self.redis.zrangebyscore(self.keys.nodes, f"({now}", "+inf")]
+
+    def nodes(self) -> list[NodeInfo]:
+        now = self.server_time_ms()
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zrange(self.keys.nodes, 0, -1, withscores=True)
+        pipe.hgetall(self.keys.nodes_info)
+        pipe.hgetall(self.keys.inflight)
+        entries, infos, held = pipe.execute()
+        infos = {text(k): v for k, v in infos.items()}
+        held = {text(k): int(v) for k, v in held.items()}
+        out = []
+        for node, exp in entries:
+            node = text(node)
+            try:
+                info = json.loads(infos.get(node) or "{}")
+            except ValueError:
+                info = {}
+            out.append(NodeInfo(node, exp > now, (exp - now) / 1000, held.get(node, 0), info))
+        return out
+
+    def held_by(self, node_id: str) -> list[int]:
+        """Ids of partitions ``node_id`` holds (read from the lease index)."""
+        ids = [int(text(i)) for i in self.redis.zrange(self.keys.leases, 0, -1)]
+        return [p.partition_id for p in self.strategy.get_partitions(ids) if p.node_id == node_id]
+
+    def unregister(self, node_id: str) -> list[int]:
+        """Release everything the node holds (pending at once) and forget it."""
+        held = [(pid, None) for pid in self.held_by(node_id)]
+        return self.strategy.release_partitions(node_id, held, unregister=True)
+
+    def forget_dead_nodes(self, older_than_s: float = 3600.0) -> int:
+        """Drop registry entries of nodes dead for longer than ``older_than_s``."""
+        cutoff = self.server_time_ms() - int(older_than_s * 1000)
+        dead = [text(n) for n in self.redis.zrangebyscore(self.keys.nodes, "-inf", cutoff)]
+        if dead:
+            pipe = self.redis.pipeline()
+            pipe.zrem(self.keys.nodes, *dead)
+            pipe.hdel(self.keys.nodes_info, *dead)
+            pipe.execute()
+        return len(dead)
+
+    # -- leader work ------------------------------------------------------------
+    def recover(self, epoch: int | str = "", limit: int = 1000) -> tuple[list[int], list[int]]:
+        """Take back partitions whose lease expired or whose owner died."""
+        ids = [int(text(i)) for i in self.redis.zrange(self.keys.leases, 0, limit - 1)]
+        if not ids:
+            return [], []
+        r = self._run("recover", [epoch, self.settings.max_retries, *ids], ids)
+        if text(r[0]) != "ok":
+            from ..errors import StaleLeaderError
+            raise StaleLeaderError(f"{self.namespace}: epoch {epoch} is no longer the leader's")
+        return [int(text(i)) for i in r[1]], [int(text(i)) for i in r[2]]
+
+    def dispatch(self, epoch: int | str = "", limit: int = 1000,
+                 resend_after_ms: int | None = None) -> list[tuple[int, int, int]]:
+        """Pending partitions due for a task message: [(id, min_id, max_id)]."""
+        resend = resend_after_ms if resend_after_ms is not None else self.settings.ms("allocation_interval")
+        r = self._run("dispatch", [epoch, limit, resend])
+        if text(r[0]) != "ok":
+            from ..errors import StaleLeaderError
+            raise StaleLeaderError(f"{self.namespace}: epoch {epoch} is no longer the leader's")
+        out = []
+        for m in r[1]:
+            pid, lo, hi = text(m).split(":")
+            out.append((int(pid), int(lo), int(hi)))
+        return out
+
+    # -- metadata ---------------------------------------------------------------
+    def meta(self) -> dict[str, str]:
+        return {text(k): text(v) for k, v in self.redis.hgetall(self.keys.meta).items()}
+
+    def set_meta(self, **fields: Any) -> None:
+        self.redis.hset(self.keys.meta, mapping={k: str(v) for k, v in fields.items()})
+
+    def reset(self) -> int:
+        """Delete every key of the namespace (partitions, indexes, nodes, leader)."""
+        ids = [text(m).split(":", 1)[0] for m in self.redis.zrange(self.keys.ids, 0, -1)]
+        keys = self.keys.all_fixed()
+        n = 0
+        for start in range(0, len(ids), 500):
+            n += self.redis.delete(*self.keys.simple_storage(ids[start:start + 500]))
+        return n + self.redis.delete(*keys)
