@@ -8,9 +8,10 @@
     python3 dev.py info                             print tool and package versions
 
 The first run creates ``.venv`` and installs ``.[test,flower,embedded,sql]``
-into it (again whenever pyproject.toml or setup.cfg change), then re-runs this
-script inside it.  Unless ``ELK_REDIS_URL`` is set, a private redis-server is
-started on a free loopback port for the run and ``ELK_REDIS_URL`` points at it.
+into it (again whenever pyproject.toml, setup.cfg or the package layout change),
+then re-runs this script inside it.  Unless ``ELK_REDIS_URL`` is set, a
+private redis-server is started on a free loopback port for the run and
+``ELK_REDIS_URL`` points at it.
 
 ``test`` without ``--all`` and without a ``-m`` of your own deselects the
 ``chaos`` and ``benchmark`` markers.  pytest's exit code 5 (no tests
@@ -58,7 +59,10 @@ def in_venv() -> bool:
 
 
 def wanted_stamp() -> str:
-    h = hashlib.sha256(f"extras={EXTRAS}\n".encode())
+    # The editable install's import hook records whether elk_celery/ was a
+    # regular or a namespace package when it was built: rebuild if that changes.
+    regular = (ROOT / "elk_celery" / "__init__.py").exists()
+    h = hashlib.sha256(f"extras={EXTRAS}\nregular={regular}\n".encode())
     for name in STAMP_INPUTS:
         p = ROOT / name
         h.update(name.encode() + b"\0" + (p.read_bytes() if p.exists() else b"") + b"\0")
@@ -113,7 +117,7 @@ def ensure_venv() -> None:
                 say("hint: on Debian/Ubuntu, `apt-get install python3-venv` provides venv + ensurepip")
                 raise
         else:
-            say("pyproject.toml/setup.cfg changed: refreshing .venv ...")
+            say("pyproject.toml, setup.cfg or the package layout changed: refreshing .venv ...")
         STAMP.unlink(missing_ok=True)
         say(f"installing .[{EXTRAS}] (editable) into {VENV.name}; this takes a minute or two ...")
         run_quiet([str(venv_python()), "-m", "pip", "install", "-q", "-e", f".[{EXTRAS}]"],
