@@ -84,7 +84,8 @@ class Partition:
                 last_heartbeat=_ts(d.get("hb")),
                 lease_expires_at=_ts(d.get("lease")),
             )
-        except (ValueError, KeyError, TypeError) as exc:
+        # AttributeError: valid JSON that is not an object ('[1, 2]', '"x"')
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             text = raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
             raise CorruptPartition(
                 f"partition {partition_id} holds a value that is not an elk partition "

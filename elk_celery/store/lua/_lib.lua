@@ -96,9 +96,17 @@ local function node_dead(node, now)
   return exp ~= false and tonumber(exp) <= now
 end
 
+-- A value is a partition only if it decodes to an object with a known
+-- status and a range: anything else (e.g. '{"status":"pending"}' or an
+-- unknown status) would otherwise crash a script half-way ("concatenate a
+-- nil value") or corrupt the stats counters under a made-up status.
+local STATUSES = {pending = true, claimed = true, running = true, completed = true, failed = true}
+
 local function decode(raw, id)
   local ok, p = pcall(cjson.decode, raw)
-  if not ok or type(p) ~= 'table' or type(p.status) ~= 'string' then
+  if not ok or type(p) ~= 'table' or not STATUSES[p.status]
+      or (type(p.min) ~= 'string' and type(p.min) ~= 'number')
+      or (type(p.max) ~= 'string' and type(p.max) ~= 'number') then
     error({err = 'ELK_CORRUPT partition ' .. tostring(id) ..
       ' holds a value that is not an elk partition: ' .. string.sub(raw, 1, 80)})
   end

@@ -17,5 +17,7 @@ for i, id in ipairs(ARGV) do
     n = n + 1
   end
 end
-count('total', -n)
+-- not count('total', -n) when n is 0: Lua's -0 reaches HINCRBY as "-0",
+-- which Redis refuses ('value is not an integer'), failing the whole call.
+if n > 0 then count('total', -n) end
 return n
