@@ -1,0 +1,238 @@
+"""``Elk(app)`` and ``@partitioned_task``: how a Celery app gets elk_celery."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from celery import Celery, Task
+from celery import _state as celery_state
+from celery.local import Proxy
+
+from .errors import ConfigError
+from .hooks import HookChain, Hooks
+from .planners import PartitionPlanner
+from .settings import ElkSettings, _reject_unknown
+from .store.connection import redis_from_url
+from .store.namespace import NamespaceStore
+from .strategies import strategy_for
+
+log = logging.getLogger("elk_celery")
+
+LEADER_TICK = "elk_celery.leader_tick"
+BEAT_ENTRY = "elk-leader-tick"
+
+
+@dataclass
+class JobSpec:
+    """What ``@partitioned_task`` recorded, before it is bound to an app."""
+
+    fn: Callable[..., Any]
+    namespace: str
+    planner: Any
+    name: str
+    bind: bool
+    options: dict[str, Any]
+    overrides: dict[str, Any]
+    task_options: dict[str, Any]
+
+
+@dataclass
+class Job:
+    """A partitioned job bound to an app: its settings, planner and store."""
+
+    spec: JobSpec
+    elk: Elk
+    _settings: ElkSettings | None = field(default=None, repr=False)
+    _store: NamespaceStore | None = field(default=None, repr=False)
+
+    @property
+    def namespace(self) -> str:
+        return self.spec.namespace
+
+    @property
+    def planner(self) -> Any:
+        return self.spec.planner
+
+    @property
+    def task_name(self) -> str:
+        return self.spec.name
+
+    @property
+    def settings(self) -> ElkSettings:
+        if self._settings is None:
+            self._settings = self.elk.settings.replace(**self.spec.overrides)
+        return self._settings
+
+    @property
+    def store(self) -> NamespaceStore:
+        if self._store is None:
+            self._store = NamespaceStore(strategy_for(self.elk.redis, self.namespace, self.settings))
+        return self._store
+
+    @property
+    def task(self) -> Task:
+        return self.elk.app.tasks[self.task_name]
+
+
+_SPECS: list[JobSpec] = []
+_SPECS_LOCK = threading.Lock()
+
+
+class Elk:
+    """elk_celery on one Celery app.
+
+    ``Elk(app, **settings)`` registers the worker bootstep, the leader tick
+    (in ``beat_schedule``), and the partition tasks of every
+    ``@partitioned_task``; keyword settings win over ``app.conf.elk_*``.
+    """
+
+    def __init__(self, app: Celery, *, hooks: list[Hooks] | None = None, **settings: Any) -> None:
+        _reject_unknown(settings)
+        if getattr(app, "_elk", None) is not None:
+            raise ConfigError(f"Elk(app) was already called for app {app.main!r}: call it once")
+        self.app = app
+        self._overrides = settings
+        self._settings: ElkSettings | None = None
+        self._redis: Any = None
+        self.hooks = HookChain(hooks)
+        self.jobs: dict[str, Job] = {}
+        app._elk = self  # type: ignore[attr-defined]
+        self._apply_celery_defaults()
+        from .leader.tick import register_leader_tick
+        from .worker.bootstep import install_worker_side
+        register_leader_tick(self)
+        install_worker_side(self)
+        with _SPECS_LOCK:
+            for spec in _SPECS:
+                self._register(spec)
+        if app.configured:
+            self._add_beat_entry()
+        else:
+            app.on_after_configure.connect(lambda **_: self._add_beat_entry(), weak=False)
+
+    # -- settings and connections -------------------------------------------
+    @property
+    def settings(self) -> ElkSettings:
+        """Resolved on first use, so ``app.conf`` can be filled after ``Elk(app)``."""
+        if self._settings is None:
+            s = ElkSettings.from_celery_conf(self.app.conf, **self._overrides)
+            if s.redis_url is None:
+                broker = self.app.conf.broker_url or ""
+                if not str(broker).startswith(("redis://", "rediss://", "unix://")):
+                    raise ConfigError(
+                        f"elk_redis_url is not set and the broker ({str(broker).split('@')[-1] or 'unset'}) "
+                        "is not Redis: set app.conf.elk_redis_url = 'redis://host:6379/1'")
+                s = s.replace(redis_url=str(broker))
+            self._settings = s
+        return self._settings
+
+    @property
+    def redis(self) -> Any:
+        if self._redis is None:
+            self._redis = redis_from_url(self.settings.redis_url)
+        return self._redis
+
+    def store(self, namespace: str) -> NamespaceStore:
+        """The store of a job's namespace (or of any namespace, with app settings)."""
+        job = self.jobs.get(namespace)
+        if job is not None:
+            return job.store
+        return NamespaceStore(strategy_for(self.redis, namespace, self.settings))
+
+    def job(self, namespace: str) -> Job:
+        try:
+            return self.jobs[namespace]
+        except KeyError:
+            known = ", ".join(sorted(self.jobs)) or "none"
+            raise ConfigError(f"no partitioned job with namespace {namespace!r} (known: {known})") from None
+
+    def validate(self) -> None:
+        """Resolve every job's settings now, so bad ones fail at start."""
+        for job in self.jobs.values():
+            job.settings  # noqa: B018 - raises ConfigError
+
+    # -- registration ---------------------------------------------------------
+    def _register(self, spec: JobSpec) -> None:
+        if spec.namespace in self.jobs:
+            if self.jobs[spec.namespace].spec is spec:
+                return
+            if self.jobs[spec.namespace].task_name == spec.name:
+                # the same task defined again (its module was re-imported)
+                self.jobs[spec.namespace].spec = spec
+                return
+            raise ConfigError(
+                f"two partitioned tasks use namespace {spec.namespace!r} "
+                f"({self.jobs[spec.namespace].task_name}, {spec.name}): give each its own")
+        from .worker.runner import make_partition_task
+        self.jobs[spec.namespace] = Job(spec, self)
+        make_partition_task(self, spec)
+
+    def _apply_celery_defaults(self) -> None:
+        conf = self.app.conf
+        changed = set(getattr(conf, "changes", {}) or {})
+        if "worker_prefetch_multiplier" not in changed:
+            # a worker must not hoard partition messages it cannot start
+            conf.worker_prefetch_multiplier = 1
+        for key, value in (("task_serializer", "json"), ("result_serializer", "json"),
+                           ("accept_content", ["json"]), ("event_serializer", "json")):
+            if key not in changed:
+                conf[key] = value
+
+    def _add_beat_entry(self) -> None:
+        schedule = dict(self.app.conf.beat_schedule or {})
+        if BEAT_ENTRY not in schedule:
+            interval = self.settings.leader_election_interval
+            schedule[BEAT_ENTRY] = {
+                "task": LEADER_TICK, "schedule": interval,
+                # a tick that waited longer than an interval is stale: drop it
+                "options": {"expires": max(interval, 1.0), "ignore_result": True},
+            }
+            self.app.conf.beat_schedule = schedule
+
+
+def get_elk(app: Celery | None = None) -> Elk:
+    """The Elk of ``app`` (default: the current app), or a clear error."""
+    app = app or celery_state.get_current_app()
+    elk = getattr(app, "_elk", None)
+    if elk is None:
+        raise ConfigError(f"app {app.main!r} has no elk_celery: call Elk(app) in its module")
+    return elk
+
+
+def partitioned_task(fn: Callable[..., Any] | None = None, *, planner: PartitionPlanner,
+                     namespace: str | None = None, name: str | None = None, bind: bool = False,
+                     options: dict[str, Any] | None = None,
+                     task_options: dict[str, Any] | None = None, **settings: Any) -> Any:
+    """Turn ``fn(min_id, max_id, options) -> int`` into a partitioned job.
+
+    With ``bind=True`` the function is ``fn(partition, min_id, max_id, options)``
+    where ``partition`` is a :class:`~elk_celery.worker.runner.PartitionContext`
+    (fence token, ``progress()``, ``check()``). Other keyword arguments are
+    per-job settings (``task_window=4``, ``allow_preemption=True``, ...).
+    Like ``shared_task``, it works before or after ``Elk(app)``.
+    """
+    _reject_unknown(settings)
+    if planner is None or not (hasattr(planner, "partition_size") and hasattr(planner, "next_max_id")):
+        raise ConfigError(f"planner {planner!r} must have partition_size() and next_max_id(start_id, range_size)")
+
+    def decorate(f: Callable[..., Any]) -> Any:
+        from .keys import check_namespace
+        spec = JobSpec(fn=f, namespace=check_namespace(namespace or f.__name__), planner=planner,
+                       name=name or f"{f.__module__}.{f.__name__}", bind=bind,
+                       options=dict(options or {}), overrides=dict(settings),
+                       task_options=dict(task_options or {}))
+        with _SPECS_LOCK:
+            _SPECS.append(spec)
+            for app in list(celery_state._get_active_apps()):
+                elk = getattr(app, "_elk", None)
+                if elk is not None:
+                    elk._register(spec)
+
+        def current_task() -> Task:
+            return get_elk().app.tasks[spec.name]
+        return Proxy(current_task, __doc__=f.__doc__)
+
+    return decorate(fn) if fn is not None else decorate

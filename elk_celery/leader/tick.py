@@ -1,0 +1,136 @@
+"""The leader tick: a periodic task (``celery beat`` or ``worker -B``) that any
+worker may run. Per job it takes or renews the namespace's leader lease; only
+the holder then recovers, plans and dispatches, and every one of its writes
+carries its epoch, so a deposed leader's late writes are refused.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from ..errors import PlannerError, StaleLeaderError
+from ..planners import checked_next_max, checked_size
+from ..worker.node import node_id
+
+if TYPE_CHECKING:
+    from ..app import Elk, Job
+
+log = logging.getLogger("elk_celery.leader")
+
+#: Bound on planning rounds per tick (each round asks the planner once).
+MAX_PLAN_ROUNDS = 200
+
+
+def register_leader_tick(elk: Elk) -> None:
+    from ..app import LEADER_TICK
+
+    @elk.app.task(name=LEADER_TICK, ignore_result=True, acks_late=False, serializer="json")
+    def leader_tick() -> dict[str, Any]:
+        """Elect, recover, plan and dispatch for every partitioned job."""
+        return {ns: tick_job(job) for ns, job in list(elk.jobs.items())}
+
+
+def tick_job(job: Job, node: str | None = None) -> dict[str, Any]:
+    """One leader round for one job; returns what it did."""
+    node = node or node_id()
+    store, hooks = job.store, job.elk.hooks
+    t0 = time.perf_counter()
+    state = store.leader_acquire(node)
+    out: dict[str, Any] = {"role": state.role, "epoch": state.epoch, "holder": state.holder}
+    if state.is_leader:
+        try:
+            out.update(lead(job, state.epoch))
+        except StaleLeaderError:
+            hooks.on_stale_leader(job.namespace, node, state.epoch)
+            out["role"] = "deposed"
+    hooks.on_leader_tick(job.namespace, node, role=out["role"], epoch=state.epoch,
+                         duration=time.perf_counter() - t0)
+    return out
+
+
+def lead(job: Job, epoch: int) -> dict[str, Any]:
+    store = job.store
+    live = store.live_node_ids()
+    back, failed = recover(job, epoch)
+    created, planned_max, error = plan(job, epoch, max(1, len(live)))
+    sent = dispatch(job, epoch)
+    return {"live_nodes": len(live), "recovered": back, "failed": failed,
+            "created": created, "planned_max_id": planned_max, "planner_error": error,
+            "dispatched": sent}
+
+
+def recover(job: Job, epoch: int) -> tuple[int, int]:
+    store = job.store
+    if not store.redis.zcard(store.keys.leases):
+        return 0, 0
+    back, failed = store.recover(epoch)
+    if back or failed:
+        log.warning("elk: %s: recovered partitions %s%s", job.namespace, back,
+                    f", failed for good {failed}" if failed else "")
+        job.elk.hooks.on_recovered(job.namespace, recovered=len(back), failed=len(failed))
+    return len(back), len(failed)
+
+
+def plan(job: Job, epoch: int, live: int) -> tuple[int, int | None, str | None]:
+    """Create partitions for new IDs until the pending backlog is full."""
+    store, s, planner = job.store, job.settings, job.planner
+    t0 = time.perf_counter()
+    created, planned_max, error = 0, None, None
+    try:
+        size = checked_size(planner)
+        multiple = s.worker_partition_multiple
+        cap = s.max_pending_partitions or max(s.dispatch_batch, live * s.task_window * multiple)
+        store.redis.hsetnx(store.keys.meta, "cursor", s.start_id)
+        store.redis.hsetnx(store.keys.meta, "start_id", s.start_id)
+        for _ in range(MAX_PLAN_ROUNDS):
+            pending = int(store.redis.hget(store.keys.stats, "pending") or 0)
+            if pending >= cap:
+                break
+            cursor = int(store.redis.hget(store.keys.meta, "cursor"))
+            range_size = size * live * multiple
+            nxt = checked_next_max(planner, cursor, range_size)
+            if nxt < cursor:
+                break  # no new data yet
+            n = (nxt - cursor) // size + 1
+            first = int(store.redis.hincrby(store.keys.meta, "next_pid", n)) - n
+            from ..models import Partition
+            batch = [Partition(partition_id=first + i, min_id=cursor + i * size,
+                               max_id=min(cursor + (i + 1) * size - 1, nxt)) for i in range(n)]
+            reply = store.strategy._create(batch, epoch, str(cursor), str(nxt + 1))
+            if reply[0] == "stale_leader":
+                raise StaleLeaderError(f"{job.namespace}: epoch {epoch} deposed")
+            if reply[0] != "ok":
+                break  # the cursor moved under us: another leader planned; stop
+            created += int(reply[1])
+            planned_max = nxt
+        store.redis.hdel(store.keys.meta, "planner_error")
+    except PlannerError as exc:
+        error = str(exc)
+        log.error("elk: %s: planning stopped: %s", job.namespace, exc)
+        store.set_meta(planner_error=error[:2000])
+    job.elk.hooks.on_planned(job.namespace, created=created, planned_max_id=planned_max,
+                             duration=time.perf_counter() - t0, error=error)
+    return created, planned_max, error
+
+
+def dispatch(job: Job, epoch: int) -> int:
+    """Send one task message per due pending partition."""
+    store, s = job.store, job.settings
+    t0 = time.perf_counter()
+    due = store.dispatch(epoch, s.dispatch_batch)
+    if not due:
+        return 0
+    task = job.task
+    now_ms = int(time.time() * 1000)
+    app = job.elk.app
+    opts: dict[str, Any] = {}
+    if s.queue:
+        opts["queue"] = s.queue
+    with app.producer_or_acquire() as producer:
+        for pid, lo, hi in due:
+            task.apply_async((pid, lo, hi), {"dispatched_at": now_ms}, producer=producer,
+                             shadow=f"{job.namespace}[{lo}..{hi}]", **opts)
+    job.elk.hooks.on_dispatched(job.namespace, sent=len(due), duration=time.perf_counter() - t0)
+    return len(due)

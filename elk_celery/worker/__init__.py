@@ -1,0 +1,1 @@
+"""The worker side: node identity, the bootstep, lease keeping and the task runner."""

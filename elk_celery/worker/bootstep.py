@@ -1,0 +1,141 @@
+"""The worker bootstep: register the node, heartbeat, drain on shutdown.
+
+Runs in the worker's main process. The heartbeat thread keeps the node
+alive in every namespace of the app while the worker runs — including
+during a warm shutdown, while the pool finishes its partitions. Only when
+the pool has drained (Celery's ``worker_shutdown`` signal) does the node
+give back whatever it still holds and unregister, so nothing waits for a
+lease to expire.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from celery import bootsteps, signals
+
+from .node import new_node_id, node_id, set_node_id
+
+if TYPE_CHECKING:
+    from ..app import Elk
+
+log = logging.getLogger("elk_celery.worker")
+
+
+class Heartbeat:
+    """Heartbeats every namespace of the app from a daemon thread."""
+
+    def __init__(self, elk: Elk, node: str, info: dict[str, Any]) -> None:
+        self.elk = elk
+        self.node = node
+        self.info = info
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="elk-heartbeat", daemon=True)
+
+    def start(self) -> None:
+        self.beat()  # registered before the first task can arrive
+        self._thread.start()
+
+    def beat(self) -> None:
+        hooks = self.elk.hooks
+        for job in list(self.elk.jobs.values()):
+            store = job.store
+            t0 = time.perf_counter()
+            try:
+                _, held = store.heartbeat(self.node, {**self.info, "task_window": job.settings.task_window})
+            except Exception as exc:  # noqa: BLE001 - Redis down: try again next beat
+                hooks.on_redis_call("heartbeat", time.perf_counter() - t0, exc)
+                hooks.on_heartbeat(job.namespace, self.node, ok=False,
+                                   duration=time.perf_counter() - t0)
+                log.warning("elk: heartbeat of %s failed: %r", job.namespace, exc)
+                continue
+            hooks.on_redis_call("heartbeat", time.perf_counter() - t0, None)
+            hooks.on_heartbeat(job.namespace, self.node, ok=True, duration=time.perf_counter() - t0,
+                               held=held, window=job.settings.task_window)
+
+    def _loop(self) -> None:
+        interval = min((j.settings.heartbeat_interval for j in self.elk.jobs.values()),
+                       default=self.elk.settings.heartbeat_interval)
+        while not self._stop.wait(interval):
+            self.beat()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+class ElkWorkerStep(bootsteps.StartStopStep):
+    """Added to ``app.steps['worker']`` by ``Elk(app)``."""
+
+    label = "elk"
+
+    def __init__(self, worker: Any, **kwargs: Any) -> None:
+        # runs in the main process before the pool forks: children inherit
+        # the node id and the hooks
+        super().__init__(worker, **kwargs)
+        self.heartbeat: Heartbeat | None = None
+        set_node_id(new_node_id(getattr(worker, "hostname", None)), registered=True)
+        from ..app import get_elk
+        from ..metrics_bridge import add_metrics_hooks
+        add_metrics_hooks(get_elk(worker.app))
+
+    def create(self, worker: Any) -> ElkWorkerStep:
+        return self
+
+    def start(self, worker: Any) -> None:
+        from ..app import get_elk
+        elk = get_elk(worker.app)
+        elk.validate()  # invalid settings fail the worker at start
+        node = node_id()
+        info = {"hostname": getattr(worker, "hostname", ""), "pid": os.getpid(),
+                "concurrency": getattr(worker, "concurrency", None),
+                "pool": type(getattr(worker, "pool", None)).__name__,
+                "started": time.time()}
+        self.heartbeat = Heartbeat(elk, node, info)
+        self.heartbeat.start()
+        _RUNNING[id(worker.app)] = self
+        log.info("elk: node %s serves %s", node, ", ".join(sorted(elk.jobs)) or "no jobs yet")
+        from ..metrics_bridge import start_metrics_if_configured
+        start_metrics_if_configured(elk)
+
+    def stop(self, worker: Any) -> None:
+        # Heartbeats go on until the pool has drained: see shutdown() below.
+        pass
+
+    def shutdown(self, worker: Any) -> None:
+        pass
+
+
+_RUNNING: dict[int, ElkWorkerStep] = {}
+
+
+def drain_and_unregister(elk: Elk, step: ElkWorkerStep) -> None:
+    """After the pool drained: give back what the node still holds, leave."""
+    node = node_id()
+    for job in list(elk.jobs.values()):
+        try:
+            released = job.store.unregister(node)
+            if released:
+                log.warning("elk: %s: gave back partitions %s on shutdown", job.namespace, released)
+            leader = job.store.leader()
+            if leader and leader[0] == node:
+                job.store.leader_release(node)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("elk: could not unregister from %s: %r", job.namespace, exc)
+    if step.heartbeat is not None:
+        step.heartbeat.stop()
+
+
+def install_worker_side(elk: Elk) -> None:
+    app = elk.app
+    app.steps["worker"].add(ElkWorkerStep)
+
+    @signals.worker_shutdown.connect(weak=False)
+    def _on_shutdown(sender: Any = None, **_: Any) -> None:
+        step = _RUNNING.pop(id(elk.app), None)
+        if step is not None and getattr(sender, "app", elk.app) is elk.app:
+            drain_and_unregister(elk, step)

@@ -1,0 +1,170 @@
+"""The partition task: claim, process under a lease, complete or fail.
+
+Every outcome is decided by a script on Redis: a duplicate message finds
+the partition taken or done and does nothing; a stale owner's completion is
+refused. A processor that raises or returns garbage fails its partition
+(retried with backoff), never the worker or the job.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from typing import TYPE_CHECKING, Any
+
+from celery import Task
+
+from ..errors import LeaseLost, ProcessorError, StaleFenceError
+from .lease import Held, keeper
+from .node import is_registered, node_id
+
+if TYPE_CHECKING:
+    from ..app import Elk, Job, JobSpec
+
+log = logging.getLogger("elk_celery.worker")
+
+
+class PartitionFailed(Exception):
+    """Raised to Celery after a failure was recorded, so Flower shows it."""
+
+
+class PartitionContext:
+    """What a bound processor (``bind=True``) gets as its first argument."""
+
+    def __init__(self, task: Task, job: Job, partition_id: int, fence: int, attempts: int,
+                 min_id: int, max_id: int, held: Held) -> None:
+        self.task = task
+        self.namespace = job.namespace
+        self.partition_id = partition_id
+        #: Grows with every claim of this partition: pass it to your own
+        #: writes (e.g. ``WHERE fence < :fence``) to refuse a stale owner's.
+        self.fence = fence
+        self.attempts = attempts
+        self.min_id = min_id
+        self.max_id = max_id
+        self.node_id = held.node_id
+        self.items = 0
+        self._held = held
+
+    @property
+    def lost(self) -> bool:
+        """True once the lease was lost: stop and return."""
+        return self._held.lost
+
+    def check(self) -> None:
+        """Raise :class:`LeaseLost` if the lease was lost."""
+        if self._held.lost:
+            raise LeaseLost(f"{self.namespace} partition {self.partition_id}: lease lost")
+
+    def progress(self, items: int) -> None:
+        """Report items done so far (shown in Flower when results are kept)."""
+        self.items = int(items)
+        self.check()
+        if not self.task.request.called_directly and self.task.request.id:
+            try:
+                self.task.update_state(state="PROGRESS", meta={
+                    "partition": self.partition_id, "items": self.items,
+                    "range": [self.min_id, self.max_id]})
+            except Exception:  # noqa: BLE001 - no result backend: progress stays local
+                pass
+
+
+def _validate_items(result: Any, lo: int, hi: int) -> int:
+    if result is None:
+        return hi - lo + 1
+    if isinstance(result, bool) or not isinstance(result, int) or result < 0:
+        raise ProcessorError(
+            f"processor returned {result!r}: expected the number of items processed "
+            "(an int >= 0, or None to count the whole range)")
+    return result
+
+
+def run_partition(task: Task, job: Job, partition_id: int, min_id: int, max_id: int,
+                  dispatched_at: int | None = None) -> dict[str, Any]:
+    store, hooks, s = job.store, job.elk.hooks, job.settings
+    node = node_id()
+    ns, name = job.namespace, task.name
+    t0 = time.perf_counter()
+    err: BaseException | None = None
+    try:
+        c = store.strategy.claim(partition_id, node, window=s.task_window,
+                                 require_live_node=is_registered())
+    except BaseException as exc:
+        err = exc
+        raise
+    finally:
+        hooks.on_redis_call("claim", time.perf_counter() - t0, err)
+    queued = (time.time() * 1000 - dispatched_at) / 1000 if dispatched_at else None
+    hooks.on_claim(ns, node, name, c.code, duration=time.perf_counter() - t0, queued=queued)
+    if not c.ok:
+        if c.code == "breaker":
+            hooks.on_breaker_refused(ns, node)
+        return {"partition": partition_id, "skipped": c.code}
+
+    lo, hi = c.min_id if c.min_id is not None else min_id, c.max_id if c.max_id is not None else max_id
+    held = keeper.hold(store, partition_id, c.fence, node)
+    keeper.hooks = hooks
+    options = {**job.spec.options, **c.options}
+    started = time.perf_counter()
+    outcome, items = "completed", 0
+    try:
+        try:
+            if job.spec.bind:
+                ctx = PartitionContext(task, job, partition_id, c.fence, c.attempts, lo, hi, held)
+                result = job.spec.fn(ctx, lo, hi, options)
+            else:
+                result = job.spec.fn(lo, hi, options)
+        finally:
+            held.stop_interrupts()
+        items = _validate_items(result, lo, hi)
+        store.strategy.complete_partition(partition_id, node, c.fence, items)
+    except LeaseLost:
+        outcome = "lost"
+    except StaleFenceError as exc:
+        outcome = "stale"
+        log.warning("elk: %s", exc)
+    except Exception as exc:  # noqa: BLE001 - the processor's failure is the partition's
+        if held.lost:
+            outcome = "lost"
+        else:
+            retryable = not isinstance(exc, ProcessorError)
+            text = f"{type(exc).__name__}: {exc}\n" + "".join(traceback.format_exc(limit=-8))
+            try:
+                outcome, delay = store.strategy.fail_partition(
+                    partition_id, node, c.fence, text, retryable=retryable)
+            except StaleFenceError:
+                outcome = "stale"
+            else:
+                hooks.on_partition_done(ns, node, name, outcome=outcome, items=0,
+                                        duration=time.perf_counter() - started,
+                                        min_id=lo, max_id=hi)
+                raise PartitionFailed(
+                    f"{ns}[{lo}..{hi}] failed ({'retry in %.1fs' % delay if outcome == 'retry' else 'no retries left'}): "
+                    f"{type(exc).__name__}: {exc}") from exc
+    finally:
+        keeper.drop(held)
+    hooks.on_partition_done(ns, node, name, outcome=outcome, items=items,
+                            duration=time.perf_counter() - started, min_id=lo, max_id=hi)
+    return {"partition": partition_id, "outcome": outcome, "items": items, "fence": c.fence}
+
+
+def make_partition_task(elk: Elk, spec: JobSpec) -> Task:
+    """Register the Celery task that runs ``spec``'s partitions on ``elk.app``."""
+    opts: dict[str, Any] = {
+        "name": spec.name, "bind": True,
+        # at-least-once delivery; Redis decides who actually runs a partition
+        "acks_late": True, "reject_on_worker_lost": True,
+        "ignore_result": True, "serializer": "json",
+        **spec.task_options,
+    }
+
+    def partition_task(self: Task, partition_id: int, min_id: int, max_id: int,
+                       dispatched_at: int | None = None) -> dict[str, Any]:
+        return run_partition(self, elk.job(spec.namespace), partition_id, min_id, max_id,
+                             dispatched_at)
+
+    partition_task.__name__ = spec.fn.__name__
+    partition_task.__doc__ = spec.fn.__doc__
+    partition_task.__module__ = spec.fn.__module__
+    return elk.app.task(**opts)(partition_task)
