@@ -120,3 +120,129 @@ def private_redis():
         yield server
     finally:
         server.__exit__(None, None, None)  # stops it and removes its temp dir
+
+
+# ------------------------------------------------- real Celery worker processes
+
+import signal  # noqa: E402
+import subprocess  # noqa: E402
+import time  # noqa: E402
+from typing import Callable  # noqa: E402
+
+
+def wait_for(cond: Callable[[], object], timeout: float, what: str, interval: float = 0.1):
+    """Poll ``cond`` until it returns something truthy; fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+class CeleryProc:
+    """A ``celery worker`` or ``celery beat`` subprocess of tests/apps/jobapp.py."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
+        self.log_path = log_path
+        self._log = open(log_path, "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "tests.apps.jobapp", *args],
+            cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+            start_new_session=True)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def signal(self, sig: int, group: bool = False) -> None:
+        if self.proc.poll() is None:
+            if group:
+                os.killpg(self.proc.pid, sig)
+            else:
+                self.proc.send_signal(sig)
+
+    def wait(self, timeout: float) -> int:
+        return self.proc.wait(timeout)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.signal(signal.SIGCONT, group=True)
+            self.signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.signal(signal.SIGKILL, group=True)
+                self.proc.wait(5)
+        self._log.close()
+
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+
+class Cluster:
+    """Starts workers and beats of one job (its own namespace and queue)."""
+
+    def __init__(self, redis_url: str, namespace: str, tmp: Path, **job: object) -> None:
+        self.namespace = namespace
+        self.tmp = tmp
+        self.procs: list[CeleryProc] = []
+        self.env = {**os.environ, "ELK_REDIS_URL": redis_url, "ELK_TEST_NS": namespace,
+                    "ELK_TEST_BEAT_FILE": str(tmp / "beat-schedule"),
+                    "PYTHONPATH": str(ROOT)}
+        self.configure(**job)
+
+    def configure(self, max_id: int = 1000, size: int = 100, window: int = 1,
+                  sleep: float = 0.0, fail: tuple[int, ...] = (), garbage: tuple[int, ...] = (),
+                  **settings: object) -> None:
+        import json
+        self.env.update({"ELK_TEST_MAX_ID": str(max_id), "ELK_TEST_SIZE": str(size),
+                         "ELK_TEST_WINDOW": str(window), "ELK_TEST_SLEEP": str(sleep),
+                         "ELK_TEST_FAIL": ",".join(map(str, fail)),
+                         "ELK_TEST_GARBAGE": ",".join(map(str, garbage)),
+                         "ELK_TEST_SETTINGS": json.dumps(settings)})
+
+    def worker(self, name: str, concurrency: int = 2, beat: bool = False, pool: str = "prefork",
+               queues: str | None = None) -> CeleryProc:
+        args = ["worker", "-n", f"{name}@%h", "-c", str(concurrency), "-P", pool,
+                "--without-gossip", "--without-mingle", "-l", "INFO",
+                "-Q", queues or self.namespace]
+        if beat:
+            args += ["-B", "-s", str(self.tmp / f"beat-{name}")]
+        p = CeleryProc(args, self.env, self.tmp / f"{name}.log")
+        self.procs.append(p)
+        return p
+
+    def beat(self, name: str = "beat") -> CeleryProc:
+        p = CeleryProc(["beat", "-s", str(self.tmp / f"{name}-schedule"), "-l", "INFO"],
+                       self.env, self.tmp / f"{name}.log")
+        self.procs.append(p)
+        return p
+
+    def stop(self) -> None:
+        for p in self.procs:
+            p.stop()
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {p.log_path.name}\n{p.log()[-3000:]}" for p in self.procs)
+
+
+@pytest.fixture
+def cluster(redis_url, redis_client, namespace, tmp_path):
+    """``cluster(**job)``: a factory of worker/beat subprocesses for one job."""
+    made: list[Cluster] = []
+
+    def make(**job: object) -> Cluster:
+        c = Cluster(redis_url, namespace, tmp_path, **job)
+        made.append(c)
+        return c
+    yield make
+    for c in made:
+        c.stop()
+    names = [f"{namespace}:ledger", f"{namespace}:maxrun", namespace]
+    names += [k for k in (f"{namespace}:running:" + n.decode()
+                          for n in redis_client.zrange(Keys(namespace).nodes, 0, -1))]
+    redis_client.delete(*names)

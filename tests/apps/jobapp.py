@@ -1,0 +1,76 @@
+"""A Celery app for integration and chaos tests, configured by environment.
+
+ELK_TEST_NS      namespace (also the Celery queue, so tests never share one)
+ELK_TEST_MAX_ID  IDs 1..max_id;  ELK_TEST_SIZE  IDs per partition
+ELK_TEST_WINDOW  task window;    ELK_TEST_SLEEP seconds each partition takes
+ELK_TEST_FAIL    comma-separated min_ids whose partition raises
+ELK_TEST_GARBAGE comma-separated min_ids whose partition returns garbage
+ELK_TEST_SETTINGS JSON of extra elk_* settings
+Every run appends "min-max|node|fence" to the list ``<ns>:ledger`` and keeps
+the node's concurrent-run count in ``<ns>:running:<node>`` and its maximum
+in ``<ns>:maxrun``, so tests can check coverage, duplicates and the window.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import redis
+from celery import Celery
+
+from elk_celery import Elk, RangePlanner, partitioned_task
+
+URL = os.environ.get("ELK_REDIS_URL", "redis://127.0.0.1:6379/0")
+NS = os.environ.get("ELK_TEST_NS", "jobapp")
+
+app = Celery("jobapp", broker=URL)
+app.conf.update(
+    task_default_queue=NS,
+    broker_connection_retry_on_startup=True,
+    worker_hijack_root_logger=False,
+    beat_schedule_filename=os.environ.get("ELK_TEST_BEAT_FILE", f"/tmp/{NS}-beat"),
+    elk_heartbeat_interval=0.5,
+    elk_node_expiry=2,
+    elk_leader_election_interval=0.5,
+    elk_leader_lock_expiry=3,
+    elk_partition_lock_expiry=3,
+    elk_allocation_interval=3,
+    elk_defer_delay=0.2,
+    elk_retry_backoff=0.2,
+    elk_circuit_breaker_enabled=False,
+)
+app.conf.update({f"elk_{k}": v for k, v in json.loads(os.environ.get("ELK_TEST_SETTINGS", "{}")).items()})
+Elk(app)
+
+ledger = redis.Redis.from_url(URL)
+_ints = lambda name: {int(x) for x in os.environ.get(name, "").split(",") if x}  # noqa: E731
+FAIL, GARBAGE = _ints("ELK_TEST_FAIL"), _ints("ELK_TEST_GARBAGE")
+SLEEP = float(os.environ.get("ELK_TEST_SLEEP", "0"))
+
+# INCR the node's running count and keep the highest value seen
+_ENTER = ledger.register_script("""
+local n = redis.call('INCR', KEYS[1])
+if n > tonumber(redis.call('GET', KEYS[2]) or '0') then redis.call('SET', KEYS[2], n) end
+return n""")
+
+
+@partitioned_task(namespace=NS, bind=True, task_window=int(os.environ.get("ELK_TEST_WINDOW", "1")),
+                  planner=RangePlanner(max_id=int(os.environ.get("ELK_TEST_MAX_ID", "1000")),
+                                       size=int(os.environ.get("ELK_TEST_SIZE", "100"))))
+def job(partition, min_id: int, max_id: int, options: dict) -> object:
+    running = f"{NS}:running:{partition.node_id}"
+    _ENTER(keys=[running, f"{NS}:maxrun"])
+    try:
+        deadline = time.monotonic() + SLEEP
+        while time.monotonic() < deadline:  # in small steps, so a lost lease stops it
+            time.sleep(0.05)
+        if min_id in FAIL:
+            raise RuntimeError(f"planned failure of {min_id}..{max_id}")
+        ledger.rpush(f"{NS}:ledger", f"{min_id}-{max_id}|{partition.node_id}|{partition.fence}")
+        if min_id in GARBAGE:
+            return "not a number"
+        return max_id - min_id + 1
+    finally:
+        ledger.decr(running)
