@@ -1,0 +1,139 @@
+"""Crashes with real signals: SIGKILL of the leader's and of a busy worker,
+SIGTERM draining, SIGSTOP of an owner (fencing), a Redis restart."""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+
+from tests.conftest import wait_for
+from tests.integration.helpers import coverage, done, ledger, stats
+
+from elk_celery import HashPartitionStrategy, Keys
+from elk_celery.store.namespace import NamespaceStore
+
+pytestmark = pytest.mark.chaos
+
+
+def _store(client, namespace) -> NamespaceStore:
+    return NamespaceStore(HashPartitionStrategy(client, namespace))
+
+
+def _proc_of(c, node_id: str):
+    name = node_id.split("@", 1)[0]
+    return next(p for p in c.procs if p.log_path.name == f"{name}.log")
+
+
+def test_leader_killed_another_takes_over(cluster, redis_client, namespace):
+    c = cluster(max_id=6_000, size=100, window=2, sleep=0.1)
+    c.beat()
+    c.worker("w1", concurrency=2)
+    c.worker("w2", concurrency=2)
+    store = _store(redis_client, namespace)
+    holder, epoch = wait_for(store.leader, 30, "a leader\n" + c.logs())
+    wait_for(lambda: stats(redis_client, namespace).completed_count >= 5, 30, "progress")
+    _proc_of(c, holder).signal(signal.SIGKILL, group=True)
+
+    def new_leader():
+        cur = store.leader()
+        return cur if cur and cur[0] != holder else None
+    # node expiry (2 s) + a tick: well within the leader lock expiry + one tick
+    new_holder, new_epoch = wait_for(new_leader, 10, "a new leader\n" + c.logs())
+    assert new_epoch > epoch
+    wait_for(lambda: done(redis_client, namespace, 60), 90, "60 partitions\n" + c.logs())
+    missing, _ = coverage(ledger(redis_client, namespace), 6_000)
+    assert not missing
+
+
+def test_worker_killed_mid_partition_is_finished_by_another(cluster, redis_client, namespace):
+    c = cluster(max_id=400, size=100, window=1, sleep=2.0)
+    c.beat()
+    victim = c.worker("victim", concurrency=1)
+    keys = Keys(namespace)
+    strategy = HashPartitionStrategy(redis_client, namespace)
+    wait_for(lambda: redis_client.zcard(keys.leases) >= 1, 30, "a running partition\n" + c.logs())
+    pid = int(redis_client.zrange(keys.leases, 0, 0)[0])
+    victim.signal(signal.SIGKILL, group=True)
+    victim.wait(10)
+    c.worker("rescuer", concurrency=1)
+    wait_for(lambda: done(redis_client, namespace, 4), 60, "4 partitions\n" + c.logs())
+    p = strategy.get_partition(pid)
+    assert p.node_id.startswith("rescuer@") and p.fence >= 2
+    assert stats(redis_client, namespace).recovered >= 1
+    missing, twice = coverage(ledger(redis_client, namespace), 400)
+    assert not missing and not twice  # the victim died before writing its ledger entry
+
+
+def test_sigterm_drains_in_flight_partitions(cluster, redis_client, namespace):
+    c = cluster(max_id=1_000, size=100, window=2, sleep=1.5)
+    c.beat()
+    w = c.worker("drainer", concurrency=2)
+    keys = Keys(namespace)
+    wait_for(lambda: redis_client.zcard(keys.leases) >= 2, 30, "two running partitions\n" + c.logs())
+    running = {int(x) for x in redis_client.zrange(keys.leases, 0, -1)}
+    node = next(n.decode() for n in redis_client.zrange(keys.nodes, 0, -1)
+                if n.decode().startswith("drainer@"))
+    w.signal(signal.SIGTERM)
+    assert w.wait(30) == 0
+    strategy = HashPartitionStrategy(redis_client, namespace)
+    after = strategy.get_partitions(running)
+    # each finished (warm shutdown waits) or went back to pending at once
+    assert all(str(p.status) in ("completed", "pending") for p in after), [str(p.status) for p in after]
+    assert any(str(p.status) == "completed" for p in after)
+    assert redis_client.zscore(keys.nodes, node) is None, "the node unregistered"
+    assert not redis_client.hget(keys.inflight, node)
+    assert stats(redis_client, namespace).running_count == 0
+
+
+def test_paused_owner_is_fenced_off(cluster, redis_client, namespace):
+    # SIGSTOP a whole worker: its heartbeats stop, its partition is preempted
+    # by another worker; on SIGCONT its late completion is refused.
+    c = cluster(max_id=200, size=100, window=1, sleep=3.0, allow_preemption=True)
+    c.beat()
+    sleeper = c.worker("sleeper", concurrency=1)
+    keys = Keys(namespace)
+    strategy = HashPartitionStrategy(redis_client, namespace)
+    wait_for(lambda: redis_client.zcard(keys.leases) >= 1, 30, "a running partition\n" + c.logs())
+    pid = int(redis_client.zrange(keys.leases, 0, 0)[0])
+    first = strategy.get_partition(pid)
+    sleeper.signal(signal.SIGSTOP, group=True)
+    c.worker("taker", concurrency=1)
+    wait_for(lambda: done(redis_client, namespace, 2), 60, "2 partitions\n" + c.logs())
+    sleeper.signal(signal.SIGCONT, group=True)
+    final = strategy.get_partition(pid)
+    assert final.fence > first.fence and final.node_id.startswith("taker@")
+    # the paused owner resumes: it must not complete the partition again
+    def refused():
+        s = stats(redis_client, namespace)
+        return s.stale_writes + s.counters.get("leases_lost", 0) >= 1
+    wait_for(refused, 20, "the resumed owner's lease loss or refused write\n" + c.logs())
+    assert strategy.get_partition(pid).node_id.startswith("taker@")
+    runs = [r for r in ledger(redis_client, namespace) if r[0] == first.min_id]
+    assert all(r[3] == final.fence for r in runs if r[2].startswith("taker@"))
+
+
+def test_redis_restart_loses_nothing(tmp_path, redis_client):
+    """Coordination state and broker on one Redis with AOF, killed mid-run."""
+    from elk_celery._redis_server import RedisServer
+    from tests.conftest import Cluster, unique_namespace
+    import redis as redis_lib
+
+    ns = unique_namespace("rr")
+    with RedisServer(appendonly=True, extra_args=["--appendfsync", "always"]) as server:
+        server.start()
+        client = redis_lib.Redis.from_url(server.url)
+        c = Cluster(server.url, ns, tmp_path, max_id=3_000, size=100, window=2, sleep=0.1)
+        try:
+            c.beat()
+            c.worker("w1", concurrency=2)
+            c.worker("w2", concurrency=2)
+            wait_for(lambda: stats(client, ns).completed_count >= 5, 30, "progress\n" + c.logs())
+            server.kill()
+            server.start()
+            client = redis_lib.Redis.from_url(server.url)
+            wait_for(lambda: done(client, ns, 30), 120, "30 partitions after the restart\n" + c.logs())
+            missing, _ = coverage(ledger(client, ns), 3_000)
+            assert not missing
+        finally:
+            c.stop()
