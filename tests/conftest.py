@@ -130,15 +130,18 @@ import time  # noqa: E402
 from typing import Callable  # noqa: E402
 
 
-def wait_for(cond: Callable[[], object], timeout: float, what: str, interval: float = 0.1):
-    """Poll ``cond`` until it returns something truthy; fail naming ``what``."""
+def wait_for(cond: Callable[[], object], timeout: float, what: str | Callable[[], str],
+             interval: float = 0.1):
+    """Poll ``cond`` until it returns something truthy; fail naming ``what``
+    (a callable is called only then, e.g. to read the workers' logs)."""
     deadline = time.monotonic() + timeout
     while True:
         value = cond()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            raise AssertionError(f"timed out after {timeout}s waiting for "
+                                 f"{what() if callable(what) else what}")
         time.sleep(interval)
 
 
@@ -179,7 +182,8 @@ class CeleryProc:
         self._log.close()
 
     def log(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
 

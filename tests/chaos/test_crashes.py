@@ -31,7 +31,7 @@ def test_leader_killed_another_takes_over(cluster, redis_client, namespace):
     c.worker("w1", concurrency=2)
     c.worker("w2", concurrency=2)
     store = _store(redis_client, namespace)
-    holder, epoch = wait_for(store.leader, 30, "a leader\n" + c.logs())
+    holder, epoch = wait_for(store.leader, 30, lambda: "a leader\n" + c.logs())
     wait_for(lambda: stats(redis_client, namespace).completed_count >= 5, 30, "progress")
     _proc_of(c, holder).signal(signal.SIGKILL, group=True)
 
@@ -39,9 +39,9 @@ def test_leader_killed_another_takes_over(cluster, redis_client, namespace):
         cur = store.leader()
         return cur if cur and cur[0] != holder else None
     # node expiry (2 s) + a tick: well within the leader lock expiry + one tick
-    new_holder, new_epoch = wait_for(new_leader, 10, "a new leader\n" + c.logs())
+    new_holder, new_epoch = wait_for(new_leader, 10, lambda: "a new leader\n" + c.logs())
     assert new_epoch > epoch
-    wait_for(lambda: done(redis_client, namespace, 60), 90, "60 partitions\n" + c.logs())
+    wait_for(lambda: done(redis_client, namespace, 60), 90, lambda: "60 partitions\n" + c.logs())
     missing, _ = coverage(ledger(redis_client, namespace), 6_000)
     assert not missing
 
@@ -52,12 +52,12 @@ def test_worker_killed_mid_partition_is_finished_by_another(cluster, redis_clien
     victim = c.worker("victim", concurrency=1)
     keys = Keys(namespace)
     strategy = HashPartitionStrategy(redis_client, namespace)
-    wait_for(lambda: redis_client.zcard(keys.leases) >= 1, 30, "a running partition\n" + c.logs())
+    wait_for(lambda: redis_client.zcard(keys.leases) >= 1, 30, lambda: "a running partition\n" + c.logs())
     pid = int(redis_client.zrange(keys.leases, 0, 0)[0])
     victim.signal(signal.SIGKILL, group=True)
     victim.wait(10)
     c.worker("rescuer", concurrency=1)
-    wait_for(lambda: done(redis_client, namespace, 4), 60, "4 partitions\n" + c.logs())
+    wait_for(lambda: done(redis_client, namespace, 4), 60, lambda: "4 partitions\n" + c.logs())
     p = strategy.get_partition(pid)
     assert p.node_id.startswith("rescuer@") and p.fence >= 2
     assert stats(redis_client, namespace).recovered >= 1
@@ -70,7 +70,7 @@ def test_sigterm_drains_in_flight_partitions(cluster, redis_client, namespace):
     c.beat()
     w = c.worker("drainer", concurrency=2)
     keys = Keys(namespace)
-    wait_for(lambda: redis_client.zcard(keys.leases) >= 2, 30, "two running partitions\n" + c.logs())
+    wait_for(lambda: redis_client.zcard(keys.leases) >= 2, 30, lambda: "two running partitions\n" + c.logs())
     running = {int(x) for x in redis_client.zrange(keys.leases, 0, -1)}
     node = next(n.decode() for n in redis_client.zrange(keys.nodes, 0, -1)
                 if n.decode().startswith("drainer@"))
@@ -94,12 +94,12 @@ def test_paused_owner_is_fenced_off(cluster, redis_client, namespace):
     sleeper = c.worker("sleeper", concurrency=1)
     keys = Keys(namespace)
     strategy = HashPartitionStrategy(redis_client, namespace)
-    wait_for(lambda: redis_client.zcard(keys.leases) >= 1, 30, "a running partition\n" + c.logs())
+    wait_for(lambda: redis_client.zcard(keys.leases) >= 1, 30, lambda: "a running partition\n" + c.logs())
     pid = int(redis_client.zrange(keys.leases, 0, 0)[0])
     first = strategy.get_partition(pid)
     sleeper.signal(signal.SIGSTOP, group=True)
     c.worker("taker", concurrency=1)
-    wait_for(lambda: done(redis_client, namespace, 2), 60, "2 partitions\n" + c.logs())
+    wait_for(lambda: done(redis_client, namespace, 2), 60, lambda: "2 partitions\n" + c.logs())
     sleeper.signal(signal.SIGCONT, group=True)
     final = strategy.get_partition(pid)
     assert final.fence > first.fence and final.node_id.startswith("taker@")
@@ -107,7 +107,7 @@ def test_paused_owner_is_fenced_off(cluster, redis_client, namespace):
     def refused():
         s = stats(redis_client, namespace)
         return s.stale_writes + s.counters.get("leases_lost", 0) >= 1
-    wait_for(refused, 20, "the resumed owner's lease loss or refused write\n" + c.logs())
+    wait_for(refused, 20, lambda: "the resumed owner's lease loss or refused write\n" + c.logs())
     assert strategy.get_partition(pid).node_id.startswith("taker@")
     runs = [r for r in ledger(redis_client, namespace) if r[0] == first.min_id]
     assert all(r[3] == final.fence for r in runs if r[2].startswith("taker@"))
@@ -128,11 +128,11 @@ def test_redis_restart_loses_nothing(tmp_path, redis_client):
             c.beat()
             c.worker("w1", concurrency=2)
             c.worker("w2", concurrency=2)
-            wait_for(lambda: stats(client, ns).completed_count >= 5, 30, "progress\n" + c.logs())
+            wait_for(lambda: stats(client, ns).completed_count >= 5, 30, lambda: "progress\n" + c.logs())
             server.kill()
             server.start()
             client = redis_lib.Redis.from_url(server.url)
-            wait_for(lambda: done(client, ns, 30), 120, "30 partitions after the restart\n" + c.logs())
+            wait_for(lambda: done(client, ns, 30), 120, lambda: "30 partitions after the restart\n" + c.logs())
             missing, _ = coverage(ledger(client, ns), 3_000)
             assert not missing
         finally:

@@ -17,7 +17,7 @@ def test_three_workers_process_every_id_once(cluster, redis_client, namespace):
     c.beat()
     for name in ("w1", "w2", "w3"):
         c.worker(name, concurrency=2)
-    wait_for(lambda: done(redis_client, namespace, 200), 120, "200 partitions completed\n" + c.logs())
+    wait_for(lambda: done(redis_client, namespace, 200), 120, lambda: "200 partitions completed\n" + c.logs())
     missing, twice = coverage(ledger(redis_client, namespace), 100_000)
     assert not missing
     assert twice == {}
@@ -30,7 +30,7 @@ def test_three_workers_process_every_id_once(cluster, redis_client, namespace):
 def test_worker_with_embedded_beat(cluster, redis_client, namespace):
     c = cluster(max_id=5_000, size=250, window=2)
     c.worker("solo", concurrency=2, beat=True)
-    wait_for(lambda: done(redis_client, namespace, 20), 60, "20 partitions\n" + c.logs())
+    wait_for(lambda: done(redis_client, namespace, 20), 60, lambda: "20 partitions\n" + c.logs())
     missing, twice = coverage(ledger(redis_client, namespace), 5_000)
     assert not missing and not twice
 
@@ -40,7 +40,7 @@ def test_task_window_caps_parallel_partitions(cluster, redis_client, namespace):
     c = cluster(max_id=2_400, size=100, window=2, sleep=0.3)
     c.beat()
     c.worker("wide", concurrency=4)
-    wait_for(lambda: done(redis_client, namespace, 24), 90, "24 partitions\n" + c.logs())
+    wait_for(lambda: done(redis_client, namespace, 24), 90, lambda: "24 partitions\n" + c.logs())
     assert int(redis_client.get(f"{namespace}:maxrun")) == 2
     assert stats(redis_client, namespace).counters.get("deferred_window", 0) > 0
 
@@ -54,7 +54,7 @@ def test_bad_processor_output_fails_only_that_partition(cluster, redis_client, n
     def settled():
         s = strategy.get_partition_stats()
         return s.completed_count == 8 and s.failed_count == 2
-    wait_for(settled, 60, "8 completed + 2 failed\n" + c.logs())
+    wait_for(settled, 60, lambda: "8 completed + 2 failed\n" + c.logs())
     failed = {p.min_id: p for p in strategy.get_filtered_partitions(status="failed")}
     assert set(failed) == {201, 501}
     assert "planned failure of 201..300" in failed[201].error
@@ -71,10 +71,10 @@ def test_lost_messages_are_sent_again(cluster, redis_client, namespace):
     c.beat()
     ticker = c.worker("ticker", concurrency=1)  # consumes ticks only, not partitions
     keys = Keys(namespace)
-    wait_for(lambda: redis_client.llen(f"{namespace}-p") >= 10, 30, "first dispatch\n" + c.logs())
+    wait_for(lambda: redis_client.llen(f"{namespace}-p") >= 10, 30, lambda: "first dispatch\n" + c.logs())
     redis_client.delete(f"{namespace}-p")  # the broker loses every partition message
     c.worker("doer", concurrency=2, queues=f"{namespace}-p")
-    wait_for(lambda: done(redis_client, namespace, 10), 60, "10 partitions\n" + c.logs())
+    wait_for(lambda: done(redis_client, namespace, 10), 60, lambda: "10 partitions\n" + c.logs())
     assert int(redis_client.hget(keys.stats, "dispatched")) > 10
     missing, twice = coverage(ledger(redis_client, namespace), 1_000)
     assert not missing and not twice

@@ -43,6 +43,8 @@ def check_invariants(strategy: PartitionStrategy) -> None:
     for p in parts:
         if p.status in HELD:
             assert p.node_id, p
+        elif p.status == Status.PENDING:
+            assert p.node_id == "", p  # nobody holds a pending partition
         if strategy.kind.value == "simple":
             lock = r.get(k.lock(p.partition_id))
             if p.status in HELD:
