@@ -1,0 +1,495 @@
+"""Gap detection: ID ranges of the planned span that no partition covers.
+
+The planned span of a job is ``[start_id, cursor - 1]`` (meta ``start_id``
+and ``cursor``, kept by the leader's planning). Every ID in it should belong
+to exactly one partition; a *gap* is a range that belongs to none (a
+partition was deleted, a create was lost, someone edited Redis). Partitions
+that ended ``failed`` for good cover their range but did not process it:
+they are reported too.
+
+Detection reads only the ``ids`` index (member ``"id:min:max"``, score =
+min id), never the partitions themselves:
+
+* **full** scans the index from the completed-prefix watermark up, in
+  chunks (``ZRANGEBYSCORE ... LIMIT``), and rebuilds the checkpoint. A new
+  leader, or an operator, runs it.
+* **incremental** reads only what can have changed since the last check:
+  the gaps it remembered (each re-checked with one ``ZRANGEBYSCORE`` over its
+  own range) and the partitions above the checkpoint. Its cost grows with
+  the partitions created since the last check, not with the job.
+
+The checkpoint lives in the meta hash:
+
+``gap_checked``
+    every ID up to it is covered, compacted, or inside a remembered gap;
+``gaps``
+    the remembered gaps, JSON ``[[lo, hi, flag], ...]`` (decimal strings;
+    flag 1 = the planner said it holds no data, 0 = it does, -1 = unknown).
+    Compaction (``compact.lua``) may carry the watermark over a flag-1 gap;
+``gap_sig``
+    partitions deleted so far (stats ``created - total``) and the start ID
+    when the checkpoint was written. A deletion can open a gap below the
+    checkpoint, so a changed signature makes the next incremental check a
+    full one.
+
+:class:`GapDetector` also fills gaps (through the strategy's atomic,
+overlap-checked create path, fenced by the leader epoch) and compacts the
+completed prefix (:func:`compact_completed`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterable
+
+from .errors import ElkError, PartitionConflict, PlannerError, StaleLeaderError
+from .models import Partition
+from .planners import checked_next_max, checked_size
+from .store.connection import text
+from .store.namespace import NamespaceStore
+
+MODES = ("incremental", "full")
+
+#: Members read per round trip when scanning the ids index.
+SCAN_CHUNK = 10_000
+#: Gaps remembered in meta; beyond this the checkpoint stops before the
+#: first gap not remembered, so the next check scans from there.
+MAX_REMEMBERED = 1_000
+#: Partitions created per create call when filling.
+FILL_BATCH = 500
+#: Failed partitions listed in a report (all are counted).
+FAILED_LIMIT = 1_000
+
+_FLAG = {True: 0, False: 1, None: -1}      # has_data -> stored flag
+_HAS_DATA = {0: True, 1: False, -1: None}  # stored flag -> has_data
+
+
+@dataclass(frozen=True)
+class Gap:
+    """IDs ``min_id..max_id`` (inclusive) of the planned span in no partition."""
+
+    min_id: int
+    max_id: int
+    #: What the planner said: True = holds data (fill creates partitions),
+    #: False = no data, None = not asked (no planner).
+    has_data: bool | None = None
+
+    @property
+    def size(self) -> int:
+        return self.max_id - self.min_id + 1
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"min_id": self.min_id, "max_id": self.max_id, "size": self.size,
+                "has_data": self.has_data}
+
+
+@dataclass(frozen=True)
+class FailedRange:
+    """A partition that ended ``failed`` for good: its range was not processed."""
+
+    partition_id: int
+    min_id: int
+    max_id: int
+    attempts: int
+    error: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class GapReport:
+    namespace: str
+    #: the mode asked for, and the one that ran (an incremental check falls
+    #: back to a full one when it has no valid checkpoint)
+    requested_mode: str
+    mode: str
+    #: the planned span: [start_id, end_id]; end_id < start_id = nothing planned
+    start_id: int
+    end_id: int
+    #: every ID below it is completed (compacted); None = never compacted
+    watermark: int | None
+    #: the checkpoint written by this check
+    checkpoint: int
+    gaps: list[Gap] = field(default_factory=list)
+    failed: list[FailedRange] = field(default_factory=list)
+    failed_total: int = 0
+    #: ids-index members read (the cost of the check)
+    scanned: int = 0
+    elapsed_ms: float = 0.0
+    #: why an incremental check ran as a full one
+    fallback_reason: str = ""
+    #: the planner raised or broke its contract: gaps left unclassified
+    planner_error: str = ""
+
+    @property
+    def with_data(self) -> list[Gap]:
+        return [g for g in self.gaps if g.has_data is True]
+
+    @property
+    def empty(self) -> list[Gap]:
+        return [g for g in self.gaps if g.has_data is False]
+
+    @property
+    def unknown(self) -> list[Gap]:
+        return [g for g in self.gaps if g.has_data is None]
+
+    @property
+    def missing_ids(self) -> int:
+        return sum(g.size for g in self.gaps)
+
+    @property
+    def ok(self) -> bool:
+        """No gap and no partition failed for good."""
+        return not self.gaps and not self.failed_total
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "namespace": self.namespace, "requested_mode": self.requested_mode,
+            "mode": self.mode, "start_id": self.start_id, "end_id": self.end_id,
+            "watermark": self.watermark, "checkpoint": self.checkpoint,
+            "gaps": [g.as_dict() for g in self.gaps],
+            "gaps_with_data": len(self.with_data), "gaps_empty": len(self.empty),
+            "missing_ids": self.missing_ids,
+            "failed": [f.as_dict() for f in self.failed], "failed_total": self.failed_total,
+            "scanned": self.scanned, "elapsed_ms": round(self.elapsed_ms, 3),
+            "fallback_reason": self.fallback_reason, "planner_error": self.planner_error,
+        }
+
+
+@dataclass(frozen=True)
+class CompactResult:
+    compacted: int
+    watermark: int | None
+
+
+def _parse(member: Any) -> tuple[int, int, int]:
+    pid, lo, hi = text(member).split(":")
+    return int(pid), int(lo), int(hi)
+
+
+def _int(value: Any) -> int | None:
+    return None if value is None or value == b"" or value == "" else int(text(value))
+
+
+def _merge(gaps: list[Gap]) -> list[Gap]:
+    """Sorted, with touching gaps joined (a remembered tail gap and the new
+    gap that continues it are one gap, as a full scan sees it)."""
+    out: list[Gap] = []
+    for g in sorted(gaps, key=lambda g: g.min_id):
+        if out and g.min_id <= out[-1].max_id + 1:
+            prev = out[-1]
+            known = prev.has_data is not None and g.has_data is not None
+            out[-1] = Gap(prev.min_id, max(prev.max_id, g.max_id),
+                          (prev.has_data or g.has_data) if known else None)
+        else:
+            out.append(g)
+    return out
+
+
+class GapDetector:
+    """Finds, classifies and fills the gaps of one namespace.
+
+    ``planner`` (any object with ``partition_size()`` and
+    ``next_max_id(start_id, range_size)``) tells whether a gap holds data;
+    without one, gaps are reported with ``has_data=None`` and cannot be
+    filled.
+    """
+
+    def __init__(self, store: NamespaceStore, planner: Any = None) -> None:
+        self.store = store
+        self.planner = planner
+        self.redis = store.redis
+        self.keys = store.keys
+        #: gaps that fill() skipped because something else covered part of
+        #: them meanwhile (the create was refused as a whole, nothing written)
+        self.conflicts: list[Gap] = []
+
+    # -- detection --------------------------------------------------------------
+    def detect(self, mode: str = "incremental") -> GapReport:
+        """Find the gaps of the planned span and the partitions failed for good."""
+        if mode not in MODES:
+            raise ValueError(f"gap detection mode {mode!r}: use one of {', '.join(MODES)}")
+        t0 = time.perf_counter()
+        r, k = self.redis, self.keys
+        pipe = r.pipeline(transaction=False)
+        pipe.hmget(k.meta, "cursor", "start_id", "watermark", "gap_checked", "gap_sig", "gaps")
+        pipe.hmget(k.stats, "created", "total")
+        pipe.zrevrange(k.ids, 0, 0)
+        pipe.zcard(k.failed)
+        (cursor, start, watermark, checked, sig_stored, remembered_raw), (created, total), \
+            top, failed_total = pipe.execute()
+
+        start_id = _int(start)
+        if start_id is None:
+            start_id = int(self.store.settings.start_id)
+        watermark_i = _int(watermark)
+        cursor_i = _int(cursor)
+        if cursor_i is not None:
+            end_id = cursor_i - 1
+        elif top:  # no planning cursor (partitions made through the strategy API)
+            end_id = _parse(top[0])[2]
+        else:
+            end_id = start_id - 1
+        sig = f"{(_int(created) or 0) - (_int(total) or 0)}:{start_id}"
+        # IDs below `low` are done: before the job's start, or compacted
+        low = max(start_id, watermark_i) if watermark_i is not None else start_id
+
+        report = GapReport(self.store.namespace, mode, mode, start_id, end_id, watermark_i,
+                           checkpoint=low - 1, failed_total=int(failed_total))
+        remembered: list[tuple[int, int, int]] | None = None
+        if mode == "incremental":
+            reason = ""
+            if checked is None:
+                reason = "no checkpoint yet"
+            elif text(sig_stored) != sig:
+                reason = "partitions were deleted (or the start ID changed) since the last check"
+            else:
+                try:
+                    remembered = [(int(g[0]), int(g[1]), int(g[2]))
+                                  for g in json.loads(text(remembered_raw) or "[]")]
+                except (ValueError, TypeError, IndexError):
+                    reason = "the remembered gaps are unreadable"
+            if reason:
+                report.mode, report.fallback_reason = "full", reason
+
+        if report.mode == "full":
+            gaps, through, scanned = self._scan(low, end_id)
+            found = [Gap(lo, hi) for lo, hi in gaps]
+        else:
+            assert remembered is not None and checked is not None
+            found, through, scanned = self._incremental(low, end_id, int(text(checked)), remembered)
+        report.scanned = scanned
+
+        # compaction may have moved the watermark while we scanned: whatever is
+        # below it now is completed, not missing
+        new_wm = _int(r.hget(k.meta, "watermark"))
+        if new_wm is not None and new_wm != watermark_i:
+            report.watermark = new_wm
+            found = [Gap(max(g.min_id, new_wm), g.max_id, g.has_data)
+                     for g in found if g.max_id >= new_wm]
+            through = max(through, new_wm - 1)
+
+        report.gaps = self._classify(found, fresh=report.mode == "full", report=report)
+        report.checkpoint = self._save(report.gaps, through, sig)
+        report.failed = self._failed()
+        report.elapsed_ms = (time.perf_counter() - t0) * 1000
+        return report
+
+    def _scan(self, expected: int, end: int) -> tuple[list[tuple[int, int]], int, int]:
+        """Gaps of [expected, end] from the ids index, read in chunks.
+
+        Returns (gaps, covered through, members read): every ID up to
+        "covered through" is covered or in one of the gaps.
+        """
+        r, k = self.redis, self.keys
+        gaps: list[tuple[int, int]] = []
+        scanned = 0
+        if end < expected:
+            return gaps, max(end, expected - 1), 0
+        # a partition starting below `expected` may reach into the span
+        below = r.zrevrangebyscore(k.ids, f"({expected}", "-inf", start=0, num=1)
+        if below:
+            expected = max(expected, _parse(below[0])[2] + 1)
+        lower = str(expected)
+        while expected <= end:
+            chunk = r.zrangebyscore(k.ids, lower, end, start=0, num=SCAN_CHUNK)
+            scanned += len(chunk)
+            last_lo = None
+            for m in chunk:
+                _, lo, hi = _parse(m)
+                if lo > expected:
+                    gaps.append((expected, lo - 1))
+                if hi + 1 > expected:
+                    expected = hi + 1
+                last_lo = lo
+            if len(chunk) < SCAN_CHUNK or last_lo is None:
+                break
+            lower = f"({last_lo}"
+        if expected <= end:
+            gaps.append((expected, end))
+        return gaps, max(end, expected - 1), scanned
+
+    def _incremental(self, low: int, end: int, checked: int,
+                     remembered: list[tuple[int, int, int]]) -> tuple[list[Gap], int, int]:
+        r, k = self.redis, self.keys
+        keep = [(max(lo, low), hi, flag) for lo, hi, flag in remembered if hi >= low]
+        found: list[Gap] = []
+        scanned = 0
+        through = max(checked, low - 1)
+        if keep:
+            pipe = r.pipeline(transaction=False)
+            for lo, hi, _ in keep:
+                pipe.zrangebyscore(k.ids, lo, hi)
+            for (lo, hi, flag), members in zip(keep, pipe.execute()):
+                scanned += len(members)
+                if not members:  # unchanged: keep what the planner said
+                    found.append(Gap(lo, hi, _HAS_DATA.get(flag)))
+                    continue
+                expected = lo
+                for m in members:
+                    _, mlo, mhi = _parse(m)
+                    if mlo > expected:
+                        found.append(Gap(expected, mlo - 1))
+                    expected = max(expected, mhi + 1)
+                if expected <= hi:
+                    found.append(Gap(expected, hi))
+                through = max(through, expected - 1)
+        gaps, through, n = self._scan(through + 1, end) if end > through else ([], through, 0)
+        found += [Gap(lo, hi) for lo, hi in gaps]
+        return _merge(found), through, scanned + n
+
+    def _classify(self, gaps: list[Gap], fresh: bool, report: GapReport) -> list[Gap]:
+        """Ask the planner whether each gap holds data (remembered answers are
+        kept in an incremental check; a full check asks again). A planner
+        error leaves the remaining gaps unclassified and is reported."""
+        if self.planner is None:
+            return gaps
+        out = []
+        for g in gaps:
+            if (g.has_data is None or fresh) and not report.planner_error:
+                try:
+                    g = Gap(g.min_id, g.max_id, self.has_data(g.min_id, g.max_id))
+                except PlannerError as exc:
+                    report.planner_error = str(exc)
+                    g = Gap(g.min_id, g.max_id, None)
+            elif fresh:
+                g = Gap(g.min_id, g.max_id, None)
+            out.append(g)
+        return out
+
+    def has_data(self, lo: int, hi: int) -> bool:
+        """Does the planner report data in [lo, hi]? Data exactly at ``lo`` counts."""
+        if self.planner is None:
+            raise ElkError("no planner: cannot tell whether a gap holds data")
+        return checked_next_max(self.planner, lo, hi - lo + 1) >= lo
+
+    def _save(self, gaps: list[Gap], through: int, sig: str) -> int:
+        if len(gaps) > MAX_REMEMBERED:
+            # remember the first ones; the rest is scanned again next time
+            through = gaps[MAX_REMEMBERED].min_id - 1
+            gaps = gaps[:MAX_REMEMBERED]
+        self.store.set_meta(
+            gap_checked=through, gap_sig=sig,
+            gaps=json.dumps([[str(g.min_id), str(g.max_id), _FLAG[g.has_data]] for g in gaps],
+                            separators=(",", ":")))
+        return through
+
+    def _failed(self) -> list[FailedRange]:
+        ids = [int(text(i)) for i in self.redis.zrange(self.keys.failed, 0, FAILED_LIMIT - 1)]
+        parts = self.store.strategy.get_partitions(ids)
+        return [FailedRange(p.partition_id, p.min_id, p.max_id, p.attempts, p.error)
+                for p in sorted(parts, key=lambda p: p.min_id)]
+
+    def forget(self) -> None:
+        """Drop the checkpoint: the next incremental check runs as a full one."""
+        self.redis.hdel(self.keys.meta, "gap_checked", "gap_sig", "gaps")
+
+    # -- filling ------------------------------------------------------------------
+    def plan_gap(self, gap: Gap) -> list[tuple[int, int]]:
+        """The partition ranges that cover the data of ``gap``.
+
+        Walks the gap in windows of the planner's partition size; the
+        planner's answer bounds each partition (never beyond the gap, whose
+        neighbours are covered). Windows without data are left out.
+        """
+        if self.planner is None:
+            raise ElkError("no planner: cannot fill gaps")
+        size = checked_size(self.planner)
+        out: list[tuple[int, int]] = []
+        a = gap.min_id
+        while a <= gap.max_id:
+            n = min(size, gap.max_id - a + 1)
+            m = checked_next_max(self.planner, a, n)
+            if m < a:
+                a += n
+                continue
+            out.append((a, m))
+            a = m + 1
+        return out
+
+    def fill(self, report: GapReport, epoch: int | str = "") -> list[Partition]:
+        """Create pending partitions for the gaps of ``report`` that hold data.
+
+        Ids come from ``HINCRBY meta next_pid``; each batch goes through the
+        strategy's create script, which refuses (as a whole) a range that
+        overlaps a partition created meanwhile - such gaps land in
+        :attr:`conflicts` - and, with ``epoch``, any write from a deposed
+        leader (:class:`StaleLeaderError`).
+        """
+        if self.planner is None:
+            raise ElkError("no planner: cannot fill gaps (give GapDetector a planner)")
+        self.conflicts = []
+        strategy = self.store.strategy
+        created: list[Partition] = []
+        for gap in report.gaps:
+            if gap.has_data is False:
+                continue
+            if gap.has_data is None and not self.has_data(gap.min_id, gap.max_id):
+                continue
+            ranges = self.plan_gap(gap)
+            for i in range(0, len(ranges), FILL_BATCH):
+                chunk = ranges[i:i + FILL_BATCH]
+                first = int(self.redis.hincrby(self.keys.meta, "next_pid", len(chunk))) - len(chunk)
+                batch = [Partition(partition_id=first + j, min_id=lo, max_id=hi)
+                         for j, (lo, hi) in enumerate(chunk)]
+                try:
+                    reply = strategy._create(batch, epoch)
+                except PartitionConflict:
+                    self.conflicts.append(gap)
+                    break
+                if reply[0] == "stale_leader":
+                    raise StaleLeaderError(
+                        f"{self.store.namespace}: epoch {epoch} is no longer the leader's; "
+                        "gaps not filled")
+                created += strategy.get_partitions(p.partition_id for p in batch)
+        return created
+
+    # -- compaction -----------------------------------------------------------------
+    def compact(self, limit: int = 500, epoch: int | str = "") -> CompactResult:
+        return compact_completed(self.store, limit, epoch)
+
+
+def compact_completed(store: NamespaceStore, limit: int = 500,
+                      epoch: int | str = "") -> CompactResult:
+    """Forget the contiguous completed partitions at the low end of the job
+    (at most ``limit`` per call), moving meta ``watermark`` past them.
+
+    Stats (total, completed, items) are unchanged; ``compacted`` counts.
+    Compacted partitions are gone from storage: get_partition / get_all
+    no longer return them. Call it again while it returns ``limit``.
+    """
+    members = [text(m) for m in store.redis.zrange(store.keys.ids, 0, max(1, limit) - 1)]
+    if not members:
+        return CompactResult(0, _int(store.redis.hget(store.keys.meta, "watermark")))
+    ids = [m.split(":", 1)[0] for m in members]
+    reply = store.strategy._run("compact", ids, [epoch, store.settings.start_id, *members])
+    if text(reply[0]) != "ok":
+        raise StaleLeaderError(f"{store.namespace}: epoch {epoch} is no longer the leader's")
+    done = int(reply[1])
+    return CompactResult(done, int(text(reply[2])) if done else
+                         _int(store.redis.hget(store.keys.meta, "watermark")))
+
+
+def compact_all(store: NamespaceStore, limit: int = 500, epoch: int | str = "",
+                max_calls: int = 1_000_000) -> CompactResult:
+    """Call :func:`compact_completed` until the completed prefix is gone."""
+    total, wm = 0, None
+    for _ in range(max_calls):
+        res = compact_completed(store, limit, epoch)
+        total += res.compacted
+        wm = res.watermark
+        if res.compacted < limit:
+            break
+    return CompactResult(total, wm)
+
+
+def iter_gaps(reports: Iterable[GapReport]) -> Iterable[Gap]:
+    for rep in reports:
+        yield from rep.gaps
+
+
+__all__ = ["Gap", "GapReport", "FailedRange", "GapDetector", "CompactResult",
+           "compact_completed", "compact_all", "MODES", "PlannerError"]
