@@ -37,6 +37,7 @@ class JobSpec:
     options: dict[str, Any]
     overrides: dict[str, Any]
     task_options: dict[str, Any]
+    bound_to: list[Any] = field(default_factory=list)
 
 
 @dataclass
@@ -168,18 +169,17 @@ class Elk:
                 f"({self.jobs[spec.namespace].task_name}, {spec.name}): give each its own")
         from .worker.runner import make_partition_task
         self.jobs[spec.namespace] = Job(spec, self)
+        spec.bound_to.append(self)
         make_partition_task(self, spec)
 
     def _apply_celery_defaults(self) -> None:
-        conf = self.app.conf
-        changed = set(getattr(conf, "changes", {}) or {})
-        if "worker_prefetch_multiplier" not in changed:
+        # defaults, not overrides: whatever the user configures still wins
+        self.app.add_defaults({
             # a worker must not hoard partition messages it cannot start
-            conf.worker_prefetch_multiplier = 1
-        for key, value in (("task_serializer", "json"), ("result_serializer", "json"),
-                           ("accept_content", ["json"]), ("event_serializer", "json")):
-            if key not in changed:
-                conf[key] = value
+            "worker_prefetch_multiplier": 1,
+            "task_serializer": "json", "result_serializer": "json",
+            "accept_content": ["json"], "event_serializer": "json",
+        })
 
     def _add_beat_entry(self) -> None:
         schedule = dict(self.app.conf.beat_schedule or {})
@@ -232,6 +232,13 @@ def partitioned_task(fn: Callable[..., Any] | None = None, *, planner: Partition
                     elk._register(spec)
 
         def current_task() -> Task:
+            # like shared_task: the current app's task; else the last app
+            # that registered this job (tests and scripts rarely set current)
+            app = celery_state.get_current_app()
+            if getattr(app, "_elk", None) is not None and spec.namespace in app._elk.jobs:
+                return app.tasks[spec.name]
+            if spec.bound_to:
+                return spec.bound_to[-1].app.tasks[spec.name]
             return get_elk().app.tasks[spec.name]
         return Proxy(current_task, __doc__=f.__doc__)
 

@@ -26,7 +26,8 @@ MAX_PLAN_ROUNDS = 200
 def register_leader_tick(elk: Elk) -> None:
     from ..app import LEADER_TICK
 
-    @elk.app.task(name=LEADER_TICK, ignore_result=True, acks_late=False, serializer="json")
+    @elk.app.task(name=LEADER_TICK, ignore_result=True, acks_late=False, serializer="json",
+                  shared=False)
     def leader_tick() -> dict[str, Any]:
         """Elect, recover, plan and dispatch for every partitioned job."""
         return {ns: tick_job(job) for ns, job in list(elk.jobs.items())}

@@ -83,9 +83,6 @@ class ElkWorkerStep(bootsteps.StartStopStep):
         from ..metrics_bridge import add_metrics_hooks
         add_metrics_hooks(get_elk(worker.app))
 
-    def create(self, worker: Any) -> ElkWorkerStep:
-        return self
-
     def start(self, worker: Any) -> None:
         from ..app import get_elk
         elk = get_elk(worker.app)
@@ -103,10 +100,8 @@ class ElkWorkerStep(bootsteps.StartStopStep):
         start_metrics_if_configured(elk)
 
     def stop(self, worker: Any) -> None:
-        # Heartbeats go on until the pool has drained: see shutdown() below.
-        pass
-
-    def shutdown(self, worker: Any) -> None:
+        # Heartbeats go on until the pool has drained: the worker_shutdown
+        # handler (drain_and_unregister) ends them.
         pass
 
 

@@ -153,6 +153,8 @@ def make_partition_task(elk: Elk, spec: JobSpec) -> Task:
     """Register the Celery task that runs ``spec``'s partitions on ``elk.app``."""
     opts: dict[str, Any] = {
         "name": spec.name, "bind": True,
+        # bound to this app only: its closure holds this app's Elk
+        "shared": False,
         # at-least-once delivery; Redis decides who actually runs a partition
         "acks_late": True, "reject_on_worker_lost": True,
         "ignore_result": True, "serializer": "json",

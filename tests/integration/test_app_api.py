@@ -1,0 +1,191 @@
+"""Elk(app) and @partitioned_task in-process: registration, the leader tick
+driven directly, planners, and a real in-process worker (start_worker)."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from datetime import timedelta
+
+import pytest
+from celery import Celery
+from celery.contrib.testing.worker import start_worker
+
+from tests.conftest import wait_for
+
+from elk_celery import (ConfigError, Elk, Hooks, PlannerError, RangePlanner, SQLPlanner, get_elk,
+                        partitioned_task)
+from elk_celery.leader.tick import tick_job
+from elk_celery.planners import checked_next_max
+
+FAST = dict(elk_heartbeat_interval=0.5, elk_leader_election_interval=0.5, elk_leader_lock_expiry=3,
+            elk_partition_lock_expiry=3, elk_defer_delay=0.1)
+
+
+def make_app(redis_url: str, namespace: str, **conf) -> Celery:
+    app = Celery(f"app-{namespace}", broker=redis_url, set_as_current=False)
+    app.conf.update(task_default_queue=namespace, broker_connection_retry_on_startup=True,
+                    **{**FAST, **conf})
+    return app
+
+
+class Recorder(Hooks):
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict]] = []
+        self.lock = threading.Lock()
+
+    def on_partition_done(self, namespace, node, task, **kw):
+        with self.lock:
+            self.calls.append(("done", kw))
+
+    def on_leader_tick(self, namespace, node, **kw):
+        with self.lock:
+            self.calls.append(("tick", kw))
+
+
+def test_partitioned_task_before_and_after_elk(redis_url, namespace):
+    app = make_app(redis_url, namespace)
+
+    @partitioned_task(namespace=f"{namespace}-a", planner=RangePlanner(max_id=10, size=5))
+    def before(min_id, max_id, options):
+        return 0
+
+    elk = Elk(app)
+
+    @partitioned_task(namespace=f"{namespace}-b", planner=RangePlanner(max_id=10, size=5),
+                      task_window=3)
+    def after(min_id, max_id, options):
+        return 0
+
+    assert get_elk(app) is elk
+    assert {f"{namespace}-a", f"{namespace}-b"} <= set(elk.jobs)
+    assert before.name == elk.job(f"{namespace}-a").task_name == f"{__name__}.before"
+    assert after.name == f"{__name__}.after"
+    assert elk.job(f"{namespace}-a").task_name in app.tasks
+    assert elk.job(f"{namespace}-b").settings.task_window == 3
+    assert elk.job(f"{namespace}-a").settings.task_window == 1
+    assert "elk-leader-tick" in app.conf.beat_schedule
+    assert app.conf.worker_prefetch_multiplier == 1
+    with pytest.raises(ConfigError, match="already called"):
+        Elk(app)
+
+
+def test_bad_settings_fail_at_start_naming_the_key(redis_url, namespace):
+    app = make_app(redis_url, namespace, elk_task_window=0)
+    elk = Elk(app)
+    with pytest.raises(ConfigError, match="elk_task_window=0"):
+        elk.validate() or elk.settings
+    with pytest.raises(ConfigError, match="unknown elk setting"):
+        partitioned_task(planner=RangePlanner(max_id=1), task_widow=2)(lambda a, b, c: 0)
+    with pytest.raises(ConfigError, match="partition_size"):
+        partitioned_task(planner=object())(lambda a, b, c: 0)
+
+
+def test_in_process_worker_runs_the_job(redis_url, redis_client, namespace):
+    app = make_app(redis_url, namespace, elk_leader_lock_expiry=timedelta(seconds=3))
+    rec = Recorder()
+    elk = Elk(app, hooks=[rec])
+    seen: list[tuple[int, int]] = []
+
+    @partitioned_task(namespace=namespace, planner=RangePlanner(max_id=1_000, size=100), task_window=2)
+    def collect(min_id, max_id, options):
+        seen.append((min_id, max_id))
+        return max_id - min_id + 1
+
+    job = elk.job(namespace)
+    with start_worker(app, pool="threads", concurrency=2, perform_ping_check=False,
+                      loglevel="WARNING", shutdown_timeout=10):
+        def finished():
+            tick_job(job)
+            return job.store.strategy.get_partition_stats().completed_count == 10
+        wait_for(finished, 30, "10 partitions in the in-process worker")
+    assert sorted(seen) == [(lo, lo + 99) for lo in range(1, 1001, 100)]
+    assert sum(1 for name, _ in rec.calls if name == "done") == 10
+    assert any(kw["role"] == "elected" for name, kw in rec.calls if name == "tick")
+    assert job.store.strategy.get_partition_stats().items_processed == 1_000
+
+
+def test_tailing_plans_new_ids_as_they_appear(redis_url, namespace):
+    app = make_app(redis_url, namespace)
+    elk = Elk(app)
+    top = {"max": 250}
+
+    @partitioned_task(namespace=namespace, planner=RangePlanner(max_id=lambda: top["max"], size=100))
+    def tail(min_id, max_id, options):
+        return 0
+
+    job = elk.job(namespace)
+    out = tick_job(job, node="leader-1")
+    assert out["role"] == "elected" and out["created"] == 3 and out["planned_max_id"] == 250
+    assert tick_job(job, node="leader-1")["created"] == 0  # nothing new yet
+    top["max"] = 420
+    out = tick_job(job, node="leader-1")
+    ranges = sorted((p.min_id, p.max_id) for p in job.store.strategy.get_all_partitions())
+    assert ranges == [(1, 100), (101, 200), (201, 250), (251, 350), (351, 420)]
+    # another node is a follower while the lease is held
+    assert tick_job(job, node="leader-2")["role"] == "follower"
+
+
+def test_a_failing_planner_is_reported_and_the_job_goes_on(redis_url, namespace):
+    app = make_app(redis_url, namespace)
+    elk = Elk(app)
+
+    class Flaky:
+        broken = True
+
+        def partition_size(self):
+            return 10
+
+        def next_max_id(self, start_id, range_size):
+            if self.broken:
+                raise RuntimeError("database is down")
+            return min(start_id + range_size - 1, 30)
+
+    planner = Flaky()
+
+    @partitioned_task(namespace=namespace, planner=planner)
+    def job_fn(min_id, max_id, options):
+        return 0
+
+    job = elk.job(namespace)
+    out = tick_job(job, node="n")
+    assert "database is down" in out["planner_error"]
+    assert "database is down" in job.store.meta()["planner_error"]
+    planner.broken = False
+    out = tick_job(job, node="n")
+    assert out["planner_error"] is None and out["created"] == 3
+    assert "planner_error" not in job.store.meta()
+
+
+def test_planner_contract_is_checked():
+    class Greedy:
+        def partition_size(self):
+            return 10
+
+        def next_max_id(self, start_id, range_size):
+            return start_id + range_size + 5
+
+    with pytest.raises(PlannerError, match="beyond start_id"):
+        checked_next_max(Greedy(), 1, 50)
+    with pytest.raises(PlannerError, match="expected an int"):
+        checked_next_max(type("P", (), {"next_max_id": lambda s, a, b: "7"})(), 1, 50)
+    p = RangePlanner(max_id=40_000, size=400)
+    assert checked_next_max(p, 1, 400 * 10) == 4_000
+    assert checked_next_max(p, 39_601, 4_000) == 40_000
+    assert checked_next_max(p, 40_001, 4_000) == 40_000  # < start: no data
+
+
+def test_sql_planner_follows_the_table(tmp_path):
+    db = tmp_path / "t.db"
+    con = sqlite3.connect(db)
+    con.execute("create table records (id integer primary key)")
+    con.executemany("insert into records values (?)", [(i,) for i in [*range(1, 51), *range(200, 231)]])
+    con.commit()
+    planner = SQLPlanner(f"sqlite:///{db}", "records", size=10)
+    assert planner.next_max_id(1, 100) == 100  # rows beyond the window: plan it whole
+    assert planner.next_max_id(101, 100) == 200  # data exactly at the window's end counts
+    assert planner.next_max_id(201, 100) == 230  # the last rows
+    assert planner.next_max_id(231, 100) == 230  # nothing new: below start
+    con.execute("insert into records values (231)")
+    con.commit()
+    assert planner.next_max_id(231, 100) == 231  # tailing picks up new rows
