@@ -4,6 +4,8 @@
   process's metric families (:mod:`.families`);
 * :class:`ClusterCollector` — cluster-wide gauges read from Redis at scrape
   time (:mod:`.cluster`);
+* :func:`prepare_worker` — called by the worker bootstep before the pool
+  forks (hooks, multiprocess folder, child-exit handling);
 * :func:`start_metrics_server` — the /metrics endpoint a worker serves,
   multiprocess-aware for Celery's prefork pool (:mod:`.server`, which
   explains why ``PROMETHEUS_MULTIPROC_DIR`` must be set before ``celery``
@@ -18,7 +20,7 @@ from __future__ import annotations
 from .cluster import CLUSTER_FAMILY_TYPES, ClusterCollector
 from .families import FAMILY_TYPES
 from .hooks import PrometheusHooks
-from .server import (MetricsServer, connect_worker_signals, ensure_hooks, multiprocess_dir,
+from .server import (MetricsServer, ensure_hooks, multiprocess_dir, prepare_worker,
                      setup_multiprocess, start_metrics_server)
 
 METRIC_TYPES: dict[str, str] = {**FAMILY_TYPES, **CLUSTER_FAMILY_TYPES}
@@ -26,6 +28,6 @@ METRIC_NAMES: frozenset[str] = frozenset(METRIC_TYPES)
 
 __all__ = [
     "METRIC_NAMES", "METRIC_TYPES", "ClusterCollector", "MetricsServer", "PrometheusHooks",
-    "connect_worker_signals", "ensure_hooks", "multiprocess_dir", "setup_multiprocess",
+    "ensure_hooks", "multiprocess_dir", "prepare_worker", "setup_multiprocess",
     "start_metrics_server",
 ]

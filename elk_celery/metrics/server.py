@@ -21,8 +21,7 @@ multiprocess mode makes every process write its values to an mmap'ed file in
   case and says so instead of silently serving only the main process.
 * **One folder per worker, wiped at start** (in the main process, before
   the pool forks): files left by an earlier run would add old counts, and in
-  containers the same pids come back. :func:`connect_worker_signals` wipes
-  it from Celery's ``worker_init`` signal.
+  containers the same pids come back. :func:`prepare_worker` wipes it.
 * **Dead children are marked** (``mark_process_dead``) so their ``live*``
   gauges vanish: on ``worker_process_shutdown``, when a new child reuses a
   pid (``worker_process_init``), and at each scrape for children that were
@@ -150,49 +149,48 @@ class _DefaultRegistry:
         return REGISTRY.collect()
 
 
-# -- Celery signals ---------------------------------------------------------
-def connect_worker_signals(elk: Any) -> None:
-    """Wire metrics into the worker's life (call once, e.g. from ``Elk(app)``).
+# -- the worker's life --------------------------------------------------------
+_signals_connected = False
 
-    * ``worker_init`` (main process, before the pool forks): when metrics are
-      on, check and wipe the multiprocess folder and register
-      :class:`PrometheusHooks`, so pool children inherit both; warn when a
-      prefork pool runs without ``PROMETHEUS_MULTIPROC_DIR``.
-    * ``worker_process_init`` (each new pool child): drop live gauges a dead
-      process with the same pid left behind.
-    * ``worker_process_shutdown`` (a pool child exiting): mark it dead.
+
+def prepare_worker(elk: Any, worker: Any = None) -> str | None:
+    """Get a worker ready for metrics; call it in the main process before the
+    pool forks (the worker bootstep's ``__init__``), when metrics are on.
+
+    Registers :class:`PrometheusHooks` (children inherit it), checks and wipes
+    the multiprocess folder, and connects ``worker_process_init`` (a new child
+    drops live gauges a dead process with the same pid left) and
+    ``worker_process_shutdown`` (an exiting child is marked dead). Warns when
+    a prefork ``worker`` runs without ``PROMETHEUS_MULTIPROC_DIR``. Returns
+    the folder, or None in single-process mode.
     """
-    from celery import signals
+    global _signals_connected
+    ensure_hooks(elk)
+    path = setup_multiprocess(wipe=True)
+    if path is None and worker is not None and _is_prefork(worker):
+        log.warning(
+            "elk metrics: the prefork pool runs partitions in child processes, but %s is not "
+            "set, so /metrics will not count their work. Start the worker with %s=<empty "
+            "folder> in its environment, or use --pool=threads or solo.", ENV, ENV)
+    if path is not None and not _signals_connected:
+        from celery import signals
 
-    def enabled() -> bool:
-        try:
-            return elk.settings.metrics_port is not None
-        except ConfigError:
-            return False  # the worker reports bad settings itself
+        signals.worker_process_init.connect(_child_started, weak=False)
+        signals.worker_process_shutdown.connect(_child_exiting, weak=False)
+        _signals_connected = True
+    return path
 
-    def on_worker_init(sender: Any = None, **_: Any) -> None:
-        if getattr(sender, "app", elk.app) is not elk.app or not enabled():
-            return
-        ensure_hooks(elk)
-        if setup_multiprocess(wipe=True) is None and _is_prefork(sender):
-            log.warning(
-                "elk metrics: the prefork pool runs partitions in child processes, but %s is not "
-                "set, so /metrics will not count their work. Start the worker with %s=<empty "
-                "folder> in its environment, or use --pool=threads or solo.", ENV, ENV)
 
-    def on_process_init(**_: Any) -> None:
-        path = multiprocess_dir()
-        if path and enabled():
-            mark_process_dead(os.getpid(), path)
+def _child_started(**_: Any) -> None:
+    path = multiprocess_dir()
+    if path:
+        mark_process_dead(os.getpid(), path)
 
-    def on_process_shutdown(pid: int | None = None, **_: Any) -> None:
-        path = multiprocess_dir()
-        if path and enabled():
-            mark_process_dead(pid or os.getpid(), path)
 
-    signals.worker_init.connect(on_worker_init, weak=False)
-    signals.worker_process_init.connect(on_process_init, weak=False)
-    signals.worker_process_shutdown.connect(on_process_shutdown, weak=False)
+def _child_exiting(pid: int | None = None, **_: Any) -> None:
+    path = multiprocess_dir()
+    if path:
+        mark_process_dead(pid or os.getpid(), path)
 
 
 def ensure_hooks(elk: Any) -> None:
@@ -205,8 +203,7 @@ def ensure_hooks(elk: Any) -> None:
 
 def _is_prefork(worker: Any) -> bool:
     pool = getattr(worker, "pool_cls", None)
-    name = f"{getattr(pool, '__module__', '')}.{getattr(pool, '__name__', pool)}"
-    return "prefork" in name
+    return "prefork" in f"{getattr(pool, '__module__', '')}.{getattr(pool, '__name__', pool)}"
 
 
 # -- the HTTP server --------------------------------------------------------
@@ -255,7 +252,7 @@ def build_registry(stores: StoresArg) -> tuple[CollectorRegistry, str | None]:
     if path is not None:
         if not _wiped:
             log.warning("elk metrics: %s was not wiped at worker start (old counts may show): "
-                        "call elk_celery.metrics.connect_worker_signals(elk)", path)
+                        "call elk_celery.metrics.prepare_worker(elk) before the pool forks", path)
         _LiveMultiProcessCollector(registry, path)
     else:
         registry.register(_DefaultRegistry())  # type: ignore[arg-type]
