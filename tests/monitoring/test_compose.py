@@ -1,0 +1,100 @@
+"""docker-compose.yml, checked as a file (no Docker engine runs here)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.monitoring.conftest import MONITORING, ROOT
+
+SERVICES = {"redis", "worker", "beat", "flower", "prometheus", "grafana"}
+
+
+@pytest.fixture(scope="module")
+def compose(yaml) -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def services(compose: dict) -> dict[str, dict]:
+    return compose["services"]
+
+
+def test_the_stack_has_every_service(compose):
+    assert SERVICES <= set(services(compose))
+
+
+def test_published_ports(compose):
+    ports = {name: s.get("ports", []) for name, s in services(compose).items()}
+    assert "5555:5555" in ports["flower"]
+    assert "9090:9090" in ports["prometheus"]
+    assert "3000:3000" in ports["grafana"]
+    published = [p.split(":")[0] for ps in ports.values() for p in ps]
+    assert len(published) == len(set(published)), "two services publish the same host port"
+
+
+def test_bind_mounts_exist_in_the_repo(compose):
+    binds = []
+    for name, s in services(compose).items():
+        for v in s.get("volumes", []):
+            src = v.split(":")[0]
+            if src.startswith((".", "/")):
+                binds.append((name, src))
+            else:
+                assert src in compose["volumes"], f"{name}: named volume {src} is not declared"
+    assert binds, "prometheus and grafana mount their configuration"
+    for name, src in binds:
+        assert (ROOT / src).exists(), f"{name} mounts {src}, which is not in the repo"
+    mounted = {src for _, src in binds}
+    assert {"./monitoring/prometheus", "./monitoring/grafana/provisioning",
+            "./monitoring/grafana/dashboards"} <= mounted
+
+
+def test_build_uses_a_dockerfile_in_the_repo(compose):
+    for name in ("worker", "beat", "flower"):
+        build = services(compose)[name]["build"]
+        assert (ROOT / build["context"] / build["dockerfile"]).is_file()
+    dockerfile = (MONITORING / "Dockerfile").read_text()
+    for path in ("elk_celery", "example_project", "pyproject.toml"):
+        assert f"COPY {path}" in dockerfile or f" {path} " in dockerfile
+        assert (ROOT / path).exists()
+
+
+def _module_of(command: list[str]) -> str:
+    if command[:2] == ["python", "-m"]:
+        return command[2]
+    assert command[0] == "celery" and command[1] == "-A", command
+    return command[2].split(":")[0]
+
+
+def test_commands_name_modules_that_exist(compose):
+    for name, s in services(compose).items():
+        cmd = s.get("command")
+        if not cmd or name in ("redis", "prometheus", "grafana"):
+            continue
+        module = _module_of(cmd)
+        path = ROOT / (module.replace(".", "/") + ".py")
+        assert path.is_file(), f"{name} runs {module}, which is not in the repo"
+
+
+def test_workers_are_configured_for_prefork_metrics_and_flower(compose, yaml):
+    worker = services(compose)["worker"]
+    cmd = worker["command"]
+    assert cmd[3] == "worker" and "-E" in cmd and "--pool=prefork" in cmd
+    env = worker["environment"]
+    assert env["PROMETHEUS_MULTIPROC_DIR"] in worker["tmpfs"]
+    port = int(env["ELK_METRICS_PORT"])
+    prom = yaml.safe_load((MONITORING / "prometheus/prometheus.yml").read_text())
+    workers = next(j for j in prom["scrape_configs"] if j["job_name"] == "elk-workers")
+    assert workers["dns_sd_configs"][0]["port"] == port
+    flower = services(compose)["flower"]
+    assert "PROMETHEUS_MULTIPROC_DIR" not in flower["environment"]
+    assert "--port=5555" in flower["command"] and "--address=0.0.0.0" in flower["command"]
+    assert services(compose)["beat"]["command"][3] == "beat"
+
+
+def test_grafana_and_prometheus_mount_the_right_places(compose):
+    prom = services(compose)["prometheus"]
+    assert "./monitoring/prometheus:/etc/prometheus:ro" in prom["volumes"]
+    assert "--config.file=/etc/prometheus/prometheus.yml" in prom["command"]
+    graf = services(compose)["grafana"]
+    assert "./monitoring/grafana/provisioning:/etc/grafana/provisioning:ro" in graf["volumes"]
+    assert "./monitoring/grafana/dashboards:/var/lib/grafana/dashboards:ro" in graf["volumes"]
