@@ -79,3 +79,15 @@ def test_lost_messages_are_sent_again(cluster, redis_client, namespace):
     missing, twice = coverage(ledger(redis_client, namespace), 1_000)
     assert not missing and not twice
     assert ticker.proc.poll() is None
+
+
+def test_several_beats_one_leader(cluster, redis_client, namespace):
+    c = cluster(max_id=3_000, size=100, window=2)
+    c.beat("beat1")
+    c.beat("beat2")
+    c.worker("w1", concurrency=2)
+    c.worker("w2", concurrency=2)
+    wait_for(lambda: done(redis_client, namespace, 30), 60, lambda: "30 partitions\n" + c.logs())
+    missing, twice = coverage(ledger(redis_client, namespace), 3_000)
+    assert not missing and not twice
+    assert int(redis_client.hget(Keys(namespace).stats, "elections")) == 1
