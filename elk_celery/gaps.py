@@ -10,9 +10,11 @@ they are reported too.
 Detection reads only the ``ids`` index (member ``"id:min:max"``, score =
 min id), never the partitions themselves:
 
-* **full** scans the index from the completed-prefix watermark up, in
-  chunks (``ZRANGEBYSCORE ... LIMIT``), and rebuilds the checkpoint. A new
-  leader, or an operator, runs it.
+* **full** walks the index from the completed-prefix watermark up and
+  rebuilds the checkpoint. The walk runs inside Redis (``gaps.lua``, a
+  bounded number of entries per call, only the gaps come back); for IDs
+  beyond 2^53 it runs here on chunked ``ZRANGEBYSCORE ... LIMIT`` reads. A
+  new leader, or an operator, runs it.
 * **incremental** reads only what can have changed since the last check:
   the gaps it remembered (each re-checked with one ``ZRANGEBYSCORE`` over its
   own range) and the partitions above the checkpoint. Its cost grows with
@@ -42,7 +44,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from .errors import ElkError, PartitionConflict, PlannerError, StaleLeaderError
 from .models import Partition
@@ -52,8 +54,13 @@ from .store.namespace import NamespaceStore
 
 MODES = ("incremental", "full")
 
-#: Members read per round trip when scanning the ids index.
+#: Index entries one gaps.lua call reads (bounds how long it blocks Redis:
+#: about 5 ms on a 2-core machine).
+SCAN_STEP = 2_000
+#: Members read per round trip when scanning the ids index in Python.
 SCAN_CHUNK = 10_000
+#: gaps.lua works on Lua numbers (doubles): used only for IDs below this.
+EXACT_IN_LUA = 2 ** 53 - 2
 #: Gaps remembered in meta; beyond this the checkpoint stops before the
 #: first gap not remembered, so the next check scans from there.
 MAX_REMEMBERED = 1_000
@@ -273,22 +280,44 @@ class GapDetector:
             through = max(through, new_wm - 1)
 
         report.gaps = self._classify(found, fresh=report.mode == "full", report=report)
-        report.checkpoint = self._save(report.gaps, through, sig)
+        if end_id >= start_id or checked is not None:  # nothing planned: write nothing
+            report.checkpoint = self._save(report.gaps, through, sig)
         report.failed = self._failed()
         report.elapsed_ms = (time.perf_counter() - t0) * 1000
         return report
 
     def _scan(self, expected: int, end: int) -> tuple[list[tuple[int, int]], int, int]:
-        """Gaps of [expected, end] from the ids index, read in chunks.
+        """Gaps of [expected, end] from the ids index.
 
         Returns (gaps, covered through, members read): every ID up to
-        "covered through" is covered or in one of the gaps.
+        "covered through" is covered or in one of the gaps. The walk runs
+        inside Redis (gaps.lua, at most SCAN_STEP entries per call) when the
+        IDs fit Lua's numbers; otherwise here, in chunks of SCAN_CHUNK.
         """
+        if end < expected:
+            return [], max(end, expected - 1), 0
+        if max(abs(expected), abs(end)) < EXACT_IN_LUA:
+            return self._scan_in_redis(expected, end)
+        return self._scan_here(expected, end)
+
+    def _scan_in_redis(self, expected: int, end: int) -> tuple[list[tuple[int, int]], int, int]:
+        gaps: list[tuple[int, int]] = []
+        scanned, first = 0, True
+        while True:
+            nxt, finished, read, flat = self.store._run(
+                "gaps", [str(expected), str(end), SCAN_STEP, "1" if first else "0"])
+            first = False
+            scanned += int(read)
+            flat = [int(text(x)) for x in flat]
+            gaps += list(zip(flat[0::2], flat[1::2]))
+            expected = int(text(nxt))
+            if text(finished) == "1":
+                return gaps, max(end, expected - 1), scanned
+
+    def _scan_here(self, expected: int, end: int) -> tuple[list[tuple[int, int]], int, int]:
         r, k = self.redis, self.keys
         gaps: list[tuple[int, int]] = []
         scanned = 0
-        if end < expected:
-            return gaps, max(end, expected - 1), 0
         # a partition starting below `expected` may reach into the span
         below = r.zrevrangebyscore(k.ids, f"({expected}", "-inf", start=0, num=1)
         if below:
@@ -474,22 +503,18 @@ def compact_completed(store: NamespaceStore, limit: int = 500,
 
 
 def compact_all(store: NamespaceStore, limit: int = 500, epoch: int | str = "",
-                max_calls: int = 1_000_000) -> CompactResult:
-    """Call :func:`compact_completed` until the completed prefix is gone."""
+                budget_s: float | None = None) -> CompactResult:
+    """Call :func:`compact_completed` until the completed prefix is gone, or
+    until ``budget_s`` seconds have passed (a leader tick's share)."""
+    deadline = None if budget_s is None else time.monotonic() + budget_s
     total, wm = 0, None
-    for _ in range(max_calls):
+    while True:
         res = compact_completed(store, limit, epoch)
         total += res.compacted
         wm = res.watermark
-        if res.compacted < limit:
-            break
-    return CompactResult(total, wm)
-
-
-def iter_gaps(reports: Iterable[GapReport]) -> Iterable[Gap]:
-    for rep in reports:
-        yield from rep.gaps
+        if res.compacted < limit or (deadline is not None and time.monotonic() >= deadline):
+            return CompactResult(total, wm)
 
 
 __all__ = ["Gap", "GapReport", "FailedRange", "GapDetector", "CompactResult",
-           "compact_completed", "compact_all", "MODES", "PlannerError"]
+           "compact_completed", "compact_all", "MODES"]

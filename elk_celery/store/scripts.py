@@ -16,7 +16,7 @@ import redis
 
 OPERATIONS = (
     "claim", "complete", "fail", "release", "renew", "create", "delete", "update",
-    "recover", "dispatch", "heartbeat", "leader", "retry_failed", "compact",
+    "recover", "dispatch", "heartbeat", "leader", "retry_failed", "compact", "gaps",
 )
 LAYOUTS = ("hash", "simple")
 

@@ -9,7 +9,8 @@ import random
 import pytest
 
 from elk_celery import StaleLeaderError
-from elk_celery.gaps import (MAX_REMEMBERED, Gap, GapDetector, compact_all, compact_completed)
+import elk_celery.gaps as gaps_mod
+from elk_celery.gaps import MAX_REMEMBERED, Gap, GapDetector, compact_all, compact_completed
 from elk_celery.planners import RangePlanner
 from elk_celery.store.namespace import NamespaceStore
 from tests.unit.invariants import check_invariants
@@ -252,9 +253,49 @@ def test_planner_error_leaves_gaps_unclassified(strategy):
     assert "database down" in report.planner_error
 
 
+def test_scan_in_redis_and_in_python_agree(strategy, monkeypatch):
+    rnd = random.Random(7)
+    ranges, lo = [], 1
+    for _ in range(300):
+        lo += rnd.choice([0, 0, 0, 1, 5])  # some holes
+        size = rnd.randint(1, 9)
+        ranges.append((lo, lo + size - 1))
+        lo += size
+    store = build(strategy, ranges, cursor=lo + 20)
+    det = GapDetector(store)
+    in_redis = det.detect("full")
+    monkeypatch.setattr(gaps_mod, "SCAN_STEP", 7)  # many small steps
+    stepped = det.detect("full")
+    monkeypatch.setattr(gaps_mod, "EXACT_IN_LUA", 0)  # force the Python walk
+    monkeypatch.setattr(gaps_mod, "SCAN_CHUNK", 11)
+    in_python = det.detect("full")
+    assert in_redis.gaps == stepped.gaps == in_python.gaps
+    assert spans(in_redis) == expected_gaps(1, lo + 19, ranges)
+    assert in_redis.scanned == stepped.scanned == in_python.scanned == 300
+
+
+def test_ids_beyond_2_53_are_exact(strategy):
+    """Detection is exact beyond 2^53 (the walk runs in Python there).
+    (Filling is not tested here: create.lua's overlap check compares Lua
+    doubles, so adjacent ranges that far up are refused as overlapping.)"""
+    base = 2 ** 60
+    ranges = [(base + 1 + i * 1000, base + (i + 1) * 1000) for i in range(6)]
+    store = build(strategy, ranges, start_id=base + 1)
+    strategy.delete_partitions([1, 2, 5])
+    report = both(GapDetector(store))
+    assert spans(report) == [(base + 1001, base + 3000), (base + 5001, base + 6000)]
+
+
 def test_bad_mode(strategy):
     with pytest.raises(ValueError):
         GapDetector(NamespaceStore(strategy)).detect("quick")
+
+
+def test_nothing_planned_writes_nothing(strategy):
+    store = NamespaceStore(strategy)
+    report = GapDetector(store).detect("incremental")
+    assert report.gaps == [] and report.end_id < report.start_id
+    assert store.meta() == {}
 
 
 # ------------------------------------------------------------------- filling
@@ -334,7 +375,8 @@ def test_compaction_is_bounded_per_call(strategy):
     for pid in range(25):
         complete(strategy, pid)
     assert compact_completed(store, limit=10).compacted == 10
-    assert compact_completed(store, limit=10).watermark == 81
+    assert compact_all(store, limit=5, budget_s=0).compacted == 5  # one call, then out of time
+    assert compact_completed(store, limit=5).watermark == 81
     res = compact_all(store, limit=10)
     assert (res.compacted, res.watermark) == (5, 101)
     assert strategy.redis.zcard(strategy.keys.ids) == 0

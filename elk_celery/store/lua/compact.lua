@@ -30,8 +30,11 @@ if not leader_ok(ARGV[1]) then
   return {'stale_leader'}
 end
 
--- IDs are decimal strings, exact beyond 2^53: compare and step them as
--- digits (non-negative ones; others fall back to Lua numbers).
+-- IDs are decimal strings, exact beyond 2^53: below 10^15 they are stepped
+-- and compared as Lua numbers (exact there), above as digit strings
+-- (non-negative ones; others fall back to numbers).
+local function small(s) return #s < 16 end
+
 local function digits_of(s)
   local d = {}
   for c in string.gmatch(s, '%d') do d[#d + 1] = tonumber(c) end
@@ -43,7 +46,9 @@ local function strip(s)
 end
 
 local function inc(s)
-  if not string.match(s, '^%d+$') then return string.format('%.0f', tonumber(s) + 1) end
+  if small(s) or not string.match(s, '^%d+$') then
+    return string.format('%d', tonumber(s) + 1)
+  end
   local d, i = digits_of(s), #s
   while i >= 1 and d[i] == 9 do d[i] = 0; i = i - 1 end
   if i < 1 then table.insert(d, 1, 1) else d[i] = d[i] + 1 end
@@ -51,8 +56,8 @@ local function inc(s)
 end
 
 local function dec(s)
-  if not string.match(s, '^%d+$') or strip(s) == '0' then
-    return string.format('%.0f', tonumber(s) - 1)
+  if small(s) or not string.match(s, '^%d+$') then
+    return string.format('%d', tonumber(s) - 1)
   end
   local d, i = digits_of(s), #s
   while d[i] == 0 do d[i] = 9; i = i - 1 end
@@ -63,12 +68,12 @@ end
 -- a < b
 local function less(a, b)
   a, b = tostring(a), tostring(b)
-  if string.match(a, '^%d+$') and string.match(b, '^%d+$') then
-    a, b = strip(a), strip(b)
-    if #a ~= #b then return #a < #b end
-    return a < b
+  if (small(a) and small(b)) or not (string.match(a, '^%d+$') and string.match(b, '^%d+$')) then
+    return tonumber(a) < tonumber(b)
   end
-  return tonumber(a) < tonumber(b)
+  a, b = strip(a), strip(b)
+  if #a ~= #b then return #a < #b end
+  return a < b
 end
 
 local meta = redis.call('HMGET', KEYS[K_META], 'watermark', 'start_id', 'gaps')
@@ -100,7 +105,7 @@ for i = 1, n do
   local id, lo, hi = string.match(m, '^(%d+):(%-?%d+):(%-?%d+)$')
   if not id then break end
   -- a hole [wm, lo - 1] before this partition stops the run, unless empty
-  if less(wm, lo) and not empty_hole(wm, dec(lo)) then break end
+  if lo ~= wm and less(wm, lo) and not empty_hole(wm, dec(lo)) then break end
   local p = p_load(i, id)
   if not p or p.status ~= 'completed' then break end
   redis.call('ZREM', KEYS[K_IDS], m)
