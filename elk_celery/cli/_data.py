@@ -1,0 +1,122 @@
+"""What the CLI shows, as plain JSON-ready dicts (``--json`` prints them as is)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from ..breaker import CircuitBreaker
+from ..models import Partition
+from ..store.connection import text
+from ._context import Target
+
+#: In-flight partitions listed per node in ``status``.
+INFLIGHT_LIMIT = 50
+
+
+def partition_dict(p: Partition) -> dict[str, Any]:
+    return {
+        "partition_id": p.partition_id, "min_id": p.min_id, "max_id": p.max_id,
+        "status": str(p.status), "node_id": p.node_id, "fence": p.fence,
+        "attempts": p.attempts, "items_processed": p.items_processed, "error": p.error,
+        "updated_at": p.updated_at.isoformat() if p.updated_at else None,
+        "lease_expires_at": p.lease_expires_at.isoformat() if p.lease_expires_at else None,
+    }
+
+
+def counts(t: Target) -> dict[str, Any]:
+    """Stats of one namespace at one instant (Redis server time)."""
+    store = t.store
+    pipe = store.redis.pipeline(transaction=False)
+    pipe.hgetall(store.keys.stats)
+    pipe.time()
+    raw, (sec, usec) = pipe.execute()
+    c = {text(k): int(v) for k, v in raw.items()}
+    total = c.get("total", 0)
+    done = c.get("completed", 0)
+    failed = c.get("failed", 0)
+    return {
+        "at_ms": int(sec) * 1000 + int(usec) // 1000,
+        "total": total, "pending": c.get("pending", 0), "claimed": c.get("claimed", 0),
+        "running": c.get("running", 0), "completed": done, "failed": failed,
+        "items_processed": c.get("items", 0), "compacted": c.get("compacted", 0),
+        "remaining": max(0, total - done - failed),
+    }
+
+
+def throughput(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
+    """Rates and ETA from two samples of the counters."""
+    dt = (second["at_ms"] - first["at_ms"]) / 1000
+    if dt <= 0:
+        return {"sample_s": 0.0, "partitions_per_s": None, "items_per_s": None, "eta_s": None}
+    rate = (second["completed"] + second["failed"] - first["completed"] - first["failed"]) / dt
+    items = (second["items_processed"] - first["items_processed"]) / dt
+    remaining = second["remaining"]
+    if remaining == 0:
+        eta: float | None = 0.0
+    elif rate > 0:
+        eta = remaining / rate
+    else:
+        eta = None  # nothing finished during the sample: unknown
+    return {"sample_s": round(dt, 3), "partitions_per_s": round(rate, 3),
+            "items_per_s": round(items, 3), "eta_s": None if eta is None else round(eta, 1)}
+
+
+def status(t: Target, first: dict[str, Any] | None = None,
+           second: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Everything ``elk status`` shows for one namespace."""
+    store = t.store
+    now_counts = second or counts(t)
+    leader = store.leader()
+    meta = store.meta()
+    nodes = store.nodes()
+    held: dict[str, list[dict[str, Any]]] = {}
+    lease_ids = [int(text(i)) for i in store.redis.zrange(store.keys.leases, 0, -1)]
+    for p in store.strategy.get_partitions(lease_ids):
+        held.setdefault(p.node_id, []).append(partition_dict(p))
+    node_rows = []
+    for n in sorted(nodes, key=lambda n: (not n.alive, n.node_id)):
+        parts = sorted(held.pop(n.node_id, []), key=lambda d: d["partition_id"])
+        node_rows.append({"node_id": n.node_id, "alive": n.alive,
+                          "expires_in": round(n.expires_in, 3), "held": n.held,
+                          "info": n.info, "partitions": parts[:INFLIGHT_LIMIT]})
+    for node, parts in sorted(held.items()):  # owners that never registered
+        node_rows.append({"node_id": node, "alive": None, "expires_in": None,
+                          "held": len(parts), "info": {}, "partitions": parts[:INFLIGHT_LIMIT]})
+    breaker = CircuitBreaker(store).state().as_dict()
+    breaker["enabled"] = bool(store.settings.circuit_breaker_enabled)
+    rates = throughput(first, now_counts) if first is not None else {
+        "sample_s": 0.0, "partitions_per_s": None, "items_per_s": None,
+        "eta_s": 0.0 if now_counts["remaining"] == 0 else None}
+    total = now_counts["total"]
+    return {
+        "namespace": t.namespace,
+        "exists": bool(meta) or total > 0 or bool(nodes),
+        "strategy": store.strategy.strategy_type().value,
+        "task": t.task_name,
+        "leader": {"node_id": leader[0], "epoch": leader[1]} if leader else None,
+        "epoch": int(meta["epoch"]) if meta.get("epoch") else None,
+        "plan": {k: (int(meta[k]) if meta.get(k, "").lstrip("-").isdigit() else None)
+                 for k in ("start_id", "cursor", "watermark", "next_pid", "gap_checked")},
+        "planner_error": meta.get("planner_error") or None,
+        "nodes": node_rows,
+        "live_nodes": sum(1 for n in nodes if n.alive),
+        "counts": {k: now_counts[k] for k in ("total", "pending", "claimed", "running",
+                                              "completed", "failed", "remaining",
+                                              "compacted")},
+        "items_processed": now_counts["items_processed"],
+        "progress": round(now_counts["completed"] / total, 6) if total else 0.0,
+        "done": total > 0 and now_counts["remaining"] == 0,
+        "breaker": breaker,
+        "throughput": rates,
+    }
+
+
+def sample_all(targets: list[Target], seconds: float) -> list[tuple[dict[str, Any] | None,
+                                                                     dict[str, Any]]]:
+    """Two samples of every namespace's counters, ``seconds`` apart."""
+    if seconds <= 0:
+        return [(None, counts(t)) for t in targets]
+    first = [counts(t) for t in targets]
+    time.sleep(seconds)
+    return list(zip(first, [counts(t) for t in targets]))

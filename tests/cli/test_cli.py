@@ -1,0 +1,415 @@
+"""The ``elk`` CLI against a real Redis: click's runner in-process, and real
+subprocesses (``python -m elk_celery.cli``, ``celery -A app elk``)."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from elk_celery import ElkSettings, HashPartitionStrategy
+from elk_celery._redis_server import free_port
+from elk_celery.cli import elk
+from elk_celery.store.namespace import NamespaceStore
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+# ----------------------------------------------------------------- helpers
+
+def populate(client, ns, **settings):
+    """10 partitions over 1..1000; 0-3 completed, 4 running on node-b,
+    5 failed for good, 7 deleted (a gap 701..800), node-a leads."""
+    st = HashPartitionStrategy(client, ns, ElkSettings(**settings))
+    store = NamespaceStore(st)
+    st.create_partitions_if_not_exist(
+        [{"partition_id": i, "min_id": i * 100 + 1, "max_id": i * 100 + 100} for i in range(10)])
+    store.set_meta(cursor=1001, start_id=1, next_pid=10)
+    store.heartbeat("node-a", {"host": "h1"})
+    store.heartbeat("node-b", {"host": "h2"})
+    store.leader_acquire("node-a")
+    for pid in range(4):
+        complete(st, pid, "node-a", 100)
+    st.claim(4, "node-b")
+    c = st.claim(5, "node-a")
+    st.fail_partition(5, "node-a", c.fence, "boom", retryable=False)
+    st.delete_partitions([7])
+    return st, store
+
+
+def complete(st, pid, node="node-a", items=1):
+    c = st.claim(pid, node)
+    assert c.ok, c
+    st.complete_partition(pid, node, c.fence, items)
+
+
+@pytest.fixture
+def cli(redis_url):
+    runner = CliRunner()
+
+    def run(*args, input=None, url=None):
+        return runner.invoke(elk, ["--redis-url", url or redis_url, *map(str, args)],
+                             input=input, catch_exceptions=False)
+    return run
+
+
+@pytest.fixture
+def state(redis_client, namespace):
+    return populate(redis_client, namespace)
+
+
+def as_json(result):
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+# ------------------------------------------------------------------ status
+
+def test_status_json(cli, namespace, state):
+    out = as_json(cli("status", "-n", namespace, "--json", "--sample", 0))
+    (s,) = out["namespaces"]
+    assert s["namespace"] == namespace and s["exists"] and s["strategy"] == "hash"
+    assert s["leader"] == {"node_id": "node-a", "epoch": 1} and s["epoch"] == 1
+    assert s["counts"] == {"total": 9, "pending": 3, "claimed": 0, "running": 1,
+                           "completed": 4, "failed": 1, "remaining": 4, "compacted": 0}
+    assert s["items_processed"] == 400 and s["done"] is False
+    assert s["plan"]["cursor"] == 1001 and s["plan"]["start_id"] == 1
+    nodes = {n["node_id"]: n for n in s["nodes"]}
+    assert set(nodes) == {"node-a", "node-b"} and s["live_nodes"] == 2
+    assert nodes["node-b"]["alive"] and nodes["node-b"]["held"] == 1
+    assert [(p["partition_id"], p["min_id"], p["max_id"], p["status"])
+            for p in nodes["node-b"]["partitions"]] == [(4, 401, 500, "running")]
+    assert nodes["node-a"]["partitions"] == [] and nodes["node-a"]["info"] == {"host": "h1"}
+    assert s["breaker"]["state"] == "closed" and s["breaker"]["enabled"] is True
+    assert s["breaker"]["consecutive_failures"] == 1
+    assert s["throughput"]["partitions_per_s"] is None  # no sample asked for
+
+
+def test_status_throughput_and_eta(cli, namespace, state):
+    st, _ = state
+
+    def work():
+        time.sleep(0.2)
+        for pid in (6, 8):
+            complete(st, pid, "node-a", 50)
+
+    t = threading.Thread(target=work)
+    t.start()
+    out = as_json(cli("status", "-n", namespace, "--json", "--sample", 1.0))
+    t.join()
+    thr = out["namespaces"][0]["throughput"]
+    assert 0.9 <= thr["sample_s"] < 5
+    assert thr["partitions_per_s"] > 0 and thr["items_per_s"] > 0
+    # 2 left (pending 9, running 4) at ~2/s
+    assert 0 < thr["eta_s"] < 10
+
+
+def test_status_text(cli, namespace, state):
+    r = cli("status", "-n", namespace, "--sample", 0)
+    assert r.exit_code == 0, r.output
+    for text in (namespace, "leader: node-a (epoch 1)", "planned: IDs 1..1000",
+                 "4[401..500] running", "breaker: closed", "nodes (2 live)"):
+        assert text in r.output, (text, r.output)
+
+
+def test_status_of_an_unknown_namespace(cli, namespace):
+    out = as_json(cli("status", "-n", namespace, "--json", "--sample", 0))
+    assert out["namespaces"][0]["exists"] is False
+    assert "no state in Redis" in cli("status", "-n", namespace, "--sample", 0).output
+
+
+# -------------------------------------------------------------- partitions
+
+def test_partitions_filters(cli, namespace, state):
+    def ids(*args):
+        out = as_json(cli("partitions", "-n", namespace, "--json", *args))
+        return [p["partition_id"] for p in out["namespaces"][0]["partitions"]]
+
+    assert ids("--status", "failed") == [5]
+    assert ids("--status", "running", "--node", "node-b") == [4]
+    assert ids("--status", "running", "--node", "node-a") == []
+    assert ids("--status", "pending") == [6, 8, 9]
+    assert ids("--status", "pending", "--status", "failed") == [5, 6, 8, 9]
+    assert ids("--limit", 2) == [0, 1]
+    assert len(ids()) == 9
+    r = cli("partitions", "-n", namespace, "--status", "failed")
+    assert "boom" in r.output and "501..600" in r.output
+    assert cli("partitions", "-n", namespace, "--status", "lost").exit_code == 2
+
+
+# -------------------------------------------------------------------- gaps
+
+def test_gaps(cli, namespace, state):
+    out = as_json(cli("gaps", "-n", namespace, "--json"))
+    (d,) = out["namespaces"]
+    assert [(g["min_id"], g["max_id"], g["has_data"]) for g in d["gaps"]] == [(701, 800, None)]
+    assert d["failed_total"] == 1 and d["failed"][0]["partition_id"] == 5
+    assert d["mode"] == "full" and d["fallback_reason"]  # first check
+    again = as_json(cli("gaps", "-n", namespace, "--json"))["namespaces"][0]
+    assert again["mode"] == "incremental" and again["gaps"] == d["gaps"]
+    full = as_json(cli("gaps", "-n", namespace, "--json", "--full"))["namespaces"][0]
+    assert full["mode"] == "full" and full["gaps"] == d["gaps"]
+    r = cli("gaps", "-n", namespace)
+    assert "701" in r.output and "800" in r.output and "failed for good" in r.output
+
+
+def test_gaps_fill_needs_a_planner(cli, namespace, state):
+    r = cli("gaps", "-n", namespace, "--fill")
+    assert r.exit_code == 1 and "planner" in r.output
+
+
+# ------------------------------------------------------------ retry-failed
+
+def test_retry_failed(cli, namespace, state):
+    st, _ = state
+    out = as_json(cli("retry-failed", "-n", namespace, "--json"))
+    assert out["namespaces"][0]["requeued"] == [5]
+    assert st.get_partition(5).status == "pending"
+    r = cli("retry-failed", "-n", namespace)
+    assert r.exit_code == 0 and "re-queued 0" in r.output
+
+
+# ----------------------------------------------------------------- breaker
+
+def test_breaker_show_and_reset(cli, redis_client, namespace):
+    st = HashPartitionStrategy(redis_client, namespace,
+                               ElkSettings(circuit_breaker_consecutive_failures=2))
+    st.create_partitions_if_not_exist(
+        [{"partition_id": i, "min_id": i * 10 + 1, "max_id": i * 10 + 10} for i in range(3)])
+    for pid in (0, 1):
+        c = st.claim(pid, "node-a")
+        st.fail_partition(pid, "node-a", c.fence, "down")
+    out = as_json(cli("breaker", "-n", namespace, "--json"))
+    b = out["namespaces"][0]
+    assert b["state"] == "open" and b["trips"] == 1 and "consecutive" in b["reason"]
+    assert b["reopens_in"] > 0
+    assert "open" in cli("breaker", "-n", namespace).output
+    # while open, claims are refused
+    assert st.claim(2, "node-a").code == "breaker"
+    r = cli("breaker", "-n", namespace, "reset")  # namespace given to the group
+    assert r.exit_code == 0 and "open -> closed" in r.output
+    b = as_json(cli("breaker", "-n", namespace, "--json"))["namespaces"][0]
+    assert b["state"] == "closed" and b["failures_in_window"] == 0
+    assert st.claim(2, "node-a").ok
+    assert cli("breaker", "reset", "-n", namespace).exit_code == 0
+
+
+# ------------------------------------------------------------------- watch
+
+def test_watch_until_done(cli, redis_client, namespace):
+    st = HashPartitionStrategy(redis_client, namespace)
+    st.create_partitions_if_not_exist(
+        [{"partition_id": i, "min_id": i * 10 + 1, "max_id": i * 10 + 10} for i in range(3)])
+
+    def work():
+        for pid in range(3):
+            time.sleep(0.3)
+            complete(st, pid, items=10)
+
+    t = threading.Thread(target=work)
+    t.start()
+    t0 = time.monotonic()
+    r = cli("watch", "-n", namespace, "--interval", 0.1, "--timeout", 30)
+    t.join()
+    assert r.exit_code == 0, r.output
+    assert time.monotonic() - t0 < 20
+    assert f"{namespace}: 3/3 completed, 0 failed, 0 remaining" in r.output
+
+
+def test_watch_exit_codes(cli, namespace, state):
+    st, _ = state
+    r = cli("watch", "-n", namespace, "--interval", 0.1, "--timeout", 0.3)
+    assert r.exit_code == 3 and "timed out" in r.output
+    # finish everything except the failed partition: done, with failures
+    c = st.get_partition(4)
+    st.complete_partition(4, "node-b", c.fence, 1)
+    for pid in (6, 8, 9):
+        complete(st, pid)
+    r = cli("watch", "-n", namespace, "--interval", 0.1, "--timeout", 10)
+    assert r.exit_code == 1 and "1 partition(s) failed" in r.output
+
+
+def test_watch_waits_for_a_plan(cli, namespace):
+    r = cli("watch", "-n", namespace, "--interval", 0.1, "--timeout", 0.3)
+    assert r.exit_code == 3
+
+
+# ------------------------------------------------------------------- reset
+
+def test_reset_asks_first(cli, redis_client, namespace, state):
+    st, _ = state
+    r = cli("reset", "-n", namespace, input="n\n")
+    assert r.exit_code == 1 and "Delete ALL elk state" in r.output
+    assert redis_client.exists(st.keys.stats)
+    r = cli("reset", "-n", namespace, input="y\n")
+    assert r.exit_code == 0 and "reset" in r.output
+    assert not redis_client.exists(st.keys.stats, st.keys.partitions, st.keys.ids)
+
+
+def test_reset_yes_and_namespace_required(cli, redis_client, namespace, state):
+    st, _ = state
+    assert cli("reset").exit_code == 2  # --namespace is required
+    r = cli("reset", "-n", namespace, "--yes")
+    assert r.exit_code == 0
+    assert not redis_client.exists(st.keys.meta, st.keys.leader, st.keys.nodes)
+
+
+# ----------------------------------------------------------------- compact
+
+def test_compact(cli, namespace, state):
+    st, _ = state
+    out = as_json(cli("compact", "-n", namespace, "--json"))
+    assert out["namespaces"][0] == {"namespace": namespace, "compacted": 4, "watermark": 401}
+    s = as_json(cli("status", "-n", namespace, "--json", "--sample", 0))["namespaces"][0]
+    assert s["counts"]["completed"] == 4 and s["counts"]["compacted"] == 4
+    assert s["plan"]["watermark"] == 401
+
+
+# ------------------------------------------------------------------ errors
+
+def test_unreachable_redis_names_the_url(cli):
+    url = f"redis://:s3cret@127.0.0.1:{free_port()}/0"
+    r = cli("status", "-n", "x", url=url)
+    assert r.exit_code == 1
+    assert f"cannot reach Redis at redis://:***@127.0.0.1:{url.rsplit(':', 1)[1]}" in r.output
+    assert "s3cret" not in r.output
+
+
+def test_bad_app_module(cli):
+    r = cli("-A", "no_such_module_xyz", "status", "-n", "x")
+    assert r.exit_code == 1 and "no_such_module_xyz" in r.output
+
+
+# -------------------------------------------------- namespaces from the app
+
+def test_namespaces_from_app_conf(redis_url, namespace, state, monkeypatch):
+    from tests.cli import elk_cli_plain_app
+    monkeypatch.setitem(elk_cli_plain_app.app.conf, "elk_namespaces", [namespace])
+    monkeypatch.setitem(elk_cli_plain_app.app.conf, "elk_redis_url", redis_url)
+    r = CliRunner().invoke(elk, ["-A", "tests.cli.elk_cli_plain_app", "status", "--json",
+                                 "--sample", "0"])
+    out = as_json(r)
+    assert [s["namespace"] for s in out["namespaces"]] == [namespace]
+    assert out["namespaces"][0]["counts"]["total"] == 9
+
+
+def test_namespaces_found_in_redis(cli, namespace, state):
+    out = as_json(cli("status", "--json", "--sample", 0))
+    assert namespace in [s["namespace"] for s in out["namespaces"]]
+
+
+def test_as_a_celery_subcommand_in_process(redis_url, namespace, state, monkeypatch):
+    from celery.bin.celery import celery
+
+    from tests.cli import elk_cli_plain_app
+    monkeypatch.setitem(elk_cli_plain_app.app.conf, "elk_redis_url", redis_url)
+    if "elk" not in celery.commands:
+        celery.add_command(elk)  # what the celery.commands entry point does
+    r = CliRunner().invoke(celery, ["-A", "tests.cli.elk_cli_plain_app", "elk", "status",
+                                    "-n", namespace, "--json", "--sample", "0"])
+    assert as_json(r)["namespaces"][0]["leader"]["node_id"] == "node-a"
+
+
+# ------------------------------------------------------------- subprocesses
+
+def _env(redis_url, namespace):
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env["ELK_REDIS_URL"] = redis_url
+    env["ELK_CLI_TEST_NAMESPACE"] = namespace
+    env.pop("COLUMNS", None)
+    return env
+
+
+def _run(cmd, env, timeout=60):
+    return subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+CELERY_SHIM = ("import sys; from celery.bin.celery import celery, main; "
+               "from elk_celery.cli import elk; celery.add_command(elk); "
+               "sys.argv[0] = 'celery'; sys.exit(main())")
+
+
+def _entry_point_installed(env) -> bool:
+    probe = _run([sys.executable, "-c",
+                  "import importlib.metadata as m; "
+                  "print(any(e.name == 'elk' for e in m.entry_points(group='celery.commands')))"],
+                 env)
+    return probe.stdout.strip() == "True"
+
+
+def _check_status(proc, namespace):
+    assert proc.returncode == 0, proc.stderr
+    (s,) = json.loads(proc.stdout)["namespaces"]
+    assert s["namespace"] == namespace
+    assert s["task"] == "tests.cli.elk_cli_app.process"  # the app's job was found
+    assert s["leader"] == {"node_id": "node-a", "epoch": 1}
+    assert s["counts"]["total"] == 9
+    return s
+
+
+def test_subprocess_python_m(redis_url, namespace, state):
+    env = _env(redis_url, namespace)
+    proc = _run([sys.executable, "-m", "elk_celery.cli", "-A", "tests.cli.elk_cli_app",
+                 "status", "--json", "--sample", "0"], env)
+    _check_status(proc, namespace)
+
+
+def test_subprocess_celery_elk_status(redis_url, namespace, state):
+    """`celery -A app elk status --json`: Celery loads the app, elk reads it."""
+    env = _env(redis_url, namespace)
+    proc = _run([sys.executable, "-c", CELERY_SHIM, "-A", "tests.cli.elk_cli_app", "elk",
+                 "status", "--json", "--sample", "0"], env)
+    _check_status(proc, namespace)
+
+
+def test_subprocess_celery_console_script(redis_url, namespace, state):
+    """The real `celery` command, through the installed entry point."""
+    env = _env(redis_url, namespace)
+    if not _entry_point_installed(env):
+        pytest.skip("the celery.commands entry point 'elk' is not installed in this environment "
+                    "(pip install -e .)")
+    exe = Path(sys.executable).with_name("celery")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "celery"]
+    proc = _run([*cmd, "-A", "tests.cli.elk_cli_app", "elk", "status", "--json",
+                 "--sample", "0"], env)
+    _check_status(proc, namespace)
+    help_ = _run([*cmd, "--help"], env)
+    assert "elk" in help_.stdout
+
+
+def test_subprocess_gaps_fill_with_the_jobs_planner(redis_url, redis_client, namespace, state):
+    st, _ = state
+    env = _env(redis_url, namespace)
+    env["ELK_CLI_TEST_MAX_ID"] = "1000"
+    proc = _run([sys.executable, "-c", CELERY_SHIM, "-A", "tests.cli.elk_cli_app", "elk",
+                 "gaps", "--full", "--fill", "--json"], env)
+    assert proc.returncode == 0, proc.stderr
+    (d,) = json.loads(proc.stdout)["namespaces"]
+    assert [(g["min_id"], g["max_id"], g["has_data"]) for g in d["gaps"]] == [(701, 800, True)]
+    assert [(p["min_id"], p["max_id"], p["status"]) for p in d["filled"]] == [
+        (701, 800, "pending")]
+    new = st.get_partition(d["filled"][0]["partition_id"])
+    assert (new.min_id, new.max_id) == (701, 800)
+    proc = _run([sys.executable, "-m", "elk_celery.cli", "-A", "tests.cli.elk_cli_app",
+                 "gaps"], env)
+    assert proc.returncode == 0 and "no gaps" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_subprocess_unreachable_redis(namespace):
+    port = free_port()
+    env = _env(f"redis://127.0.0.1:{port}/0", namespace)
+    proc = _run([sys.executable, "-c", CELERY_SHIM, "-A", "tests.cli.elk_cli_app", "elk",
+                 "status", "--sample", "0"], env)
+    assert proc.returncode == 1
+    assert f"cannot reach Redis at redis://127.0.0.1:{port}/0" in proc.stderr
+    assert "Traceback" not in proc.stderr
