@@ -34,6 +34,10 @@ The checkpoint lives in the meta hash:
     checkpoint, so a changed signature makes the next incremental check a
     full one.
 
+An incremental check asks the planner only about gaps it has not seen
+before; a full check asks again about every gap (data that appeared later
+in an old, empty range is found there).
+
 :class:`GapDetector` also fills gaps (through the strategy's atomic,
 overlap-checked create path, fenced by the leader epoch) and compacts the
 completed prefix (:func:`compact_completed`).

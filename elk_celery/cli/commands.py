@@ -202,7 +202,11 @@ def status(ctx: click.Context, namespaces: tuple[str, ...], as_json: bool, sampl
 @click.pass_context
 def partitions(ctx: click.Context, namespaces: tuple[str, ...], statuses: tuple[str, ...],
                node: str | None, limit: int, as_json: bool) -> None:
-    """List partitions, filtered by status and node, lowest id first."""
+    """List partitions, filtered by status and node, lowest id first.
+
+    Pending, claimed, running and failed ones are found through their
+    indexes; listing completed ones (or all) reads every partition.
+    """
     st = state_of(ctx)
     result = []
     for t in st.targets(namespaces):
