@@ -57,6 +57,11 @@ class ElkSettings:
     max_pending_partitions: int = 0
     #: Max task messages the leader sends per tick.
     dispatch_batch: int = 1000
+    #: Completed partitions kept readable; older ones of the completed prefix are
+    #: compacted into a watermark by the leader (memory stays bounded).
+    keep_completed: int = 10_000
+    #: Gap detection each leader tick (incremental; a full scan on election).
+    gap_detection: bool = True
     #: First ID of a job.
     start_id: int = 1
     #: Celery queue of partition tasks (None = the app's default queue).
@@ -132,7 +137,7 @@ class ElkSettings:
                      "circuit_breaker_half_open_max_requests"):
             if getattr(self, name) < 1:
                 raise bad(name, "must be an integer >= 1")
-        for name in ("max_retries", "max_pending_partitions"):
+        for name in ("max_retries", "max_pending_partitions", "keep_completed"):
             if getattr(self, name) < 0:
                 raise bad(name, "must be an integer >= 0")
         if self.node_expiry is not None and self.node_expiry <= self.heartbeat_interval:

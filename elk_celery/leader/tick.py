@@ -42,7 +42,7 @@ def tick_job(job: Job, node: str | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {"role": state.role, "epoch": state.epoch, "holder": state.holder}
     if state.is_leader:
         try:
-            out.update(lead(job, state.epoch))
+            out.update(lead(job, state.epoch, elected=state.role == "elected"))
         except StaleLeaderError:
             hooks.on_stale_leader(job.namespace, node, state.epoch)
             out["role"] = "deposed"
@@ -51,15 +51,54 @@ def tick_job(job: Job, node: str | None = None) -> dict[str, Any]:
     return out
 
 
-def lead(job: Job, epoch: int) -> dict[str, Any]:
+def lead(job: Job, epoch: int, elected: bool = False) -> dict[str, Any]:
     store = job.store
     live = store.live_node_ids()
     back, failed = recover(job, epoch)
     created, planned_max, error = plan(job, epoch, max(1, len(live)))
+    gaps = check_gaps(job, epoch, full=elected) if job.settings.gap_detection else None
+    compacted = compact(job, epoch)
     sent = dispatch(job, epoch)
     return {"live_nodes": len(live), "recovered": back, "failed": failed,
             "created": created, "planned_max_id": planned_max, "planner_error": error,
-            "dispatched": sent}
+            "gaps": gaps, "compacted": compacted, "dispatched": sent}
+
+
+def check_gaps(job: Job, epoch: int, full: bool) -> dict[str, int]:
+    """Find ID ranges no partition covers (a full scan when newly elected)
+    and give those holding data partitions again."""
+    from ..gaps import GapDetector
+    mode = "full" if full else "incremental"
+    detector = GapDetector(job.store, job.planner)
+    try:
+        report = detector.detect(mode)
+        filled = detector.fill(report, epoch) if report.with_data else []
+    except PlannerError as exc:
+        log.error("elk: %s: gap check stopped: %s", job.namespace, exc)
+        return {"found": 0, "filled": 0}
+    if report.gaps:
+        log.warning("elk: %s: %d gap(s) in the planned IDs, %d partition(s) created for them",
+                    job.namespace, len(report.gaps), len(filled))
+    job.elk.hooks.on_gaps(job.namespace, found=len(report.gaps), filled=len(filled), mode=mode)
+    return {"found": len(report.gaps), "filled": len(filled)}
+
+
+def compact(job: Job, epoch: int, budget_s: float = 0.05) -> int:
+    """Fold the oldest completed partitions into the watermark, keeping the
+    newest ``keep_completed`` readable."""
+    from ..gaps import compact_completed
+    store, keep = job.store, job.settings.keep_completed
+    done = 0
+    deadline = time.monotonic() + budget_s
+    while time.monotonic() < deadline:
+        excess = int(store.redis.zcard(store.keys.ids)) - keep
+        if excess <= 0:
+            break
+        n = compact_completed(store, min(500, excess), epoch).compacted
+        done += n
+        if n == 0:
+            break
+    return done
 
 
 def recover(job: Job, epoch: int) -> tuple[int, int]:

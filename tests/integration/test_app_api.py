@@ -98,7 +98,7 @@ def test_in_process_worker_runs_the_job(redis_url, redis_client, namespace):
         def finished():
             tick_job(job)
             return job.store.strategy.get_partition_stats().completed_count == 10
-        wait_for(finished, 30, "10 partitions in the in-process worker")
+        wait_for(finished, 60, "10 partitions in the in-process worker")
     assert sorted(seen) == [(lo, lo + 99) for lo in range(1, 1001, 100)]
     assert sum(1 for name, _ in rec.calls if name == "done") == 10
     assert any(kw["role"] == "elected" for name, kw in rec.calls if name == "tick")
