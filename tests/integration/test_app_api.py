@@ -189,3 +189,33 @@ def test_sql_planner_follows_the_table(tmp_path):
     con.execute("insert into records values (231)")
     con.commit()
     assert planner.next_max_id(231, 100) == 231  # tailing picks up new rows
+
+
+def test_tick_refills_gaps_and_compacts_completed_prefix(redis_url, namespace):
+    app = make_app(redis_url, namespace, elk_keep_completed=2)
+    elk = Elk(app)
+
+    @partitioned_task(namespace=namespace, planner=RangePlanner(max_id=1_000, size=100))
+    def gappy(min_id, max_id, options):
+        return 0
+
+    job = elk.job(namespace)
+    strategy = job.store.strategy
+    assert tick_job(job, node="L")["created"] == 10
+    lost = next(p for p in strategy.get_all_partitions() if p.min_id == 301)
+    strategy.delete_partition(lost.partition_id)  # an operator's mistake
+    out = tick_job(job, node="L")
+    assert out["gaps"] == {"found": 1, "filled": 1}
+    ranges = sorted((p.min_id, p.max_id) for p in strategy.get_all_partitions())
+    assert (301, 400) in ranges and len(ranges) == 10
+    # complete the first 5 (by ID): the completed prefix folds into the watermark
+    # (keep_completed=2 only bounds how many partitions stay listed in all)
+    for p in sorted(strategy.get_all_partitions(), key=lambda p: p.min_id)[:5]:
+        c = strategy.claim(p.partition_id, "n1")
+        strategy.complete_partition(p.partition_id, "n1", c.fence, 1)
+    out = tick_job(job, node="L")
+    assert out["compacted"] == 5
+    stats = strategy.get_partition_stats()
+    assert stats.completed_count == 5 and stats.total_count == 10
+    assert int(job.store.meta()["watermark"]) == 501
+    assert tick_job(job, node="L")["gaps"]["found"] == 0  # compaction is not a gap
