@@ -123,8 +123,6 @@ PARTITION_CLAIMS = _counter(
     "elk_partition_claims_total",
     "Claim attempts by result code (ok, preempted, held, completed, failed, missing, window, "
     "breaker, dead).", [NS, NODE, TASK, "code"])
-PARTITION_CLAIM_DURATION = _histogram(
-    "elk_partition_claim_duration_seconds", "Duration of one claim call.", [NS], FAST_BUCKETS)
 PARTITION_QUEUE_WAIT = _histogram(
     "elk_partition_queue_wait_seconds", "Time from dispatch by the leader to the claim by a worker.",
     [NS, TASK], LONG_BUCKETS)
@@ -171,7 +169,8 @@ GAPS_FILLED = _counter("elk_gaps_filled_total", "Missing ID ranges planned as ne
 
 # -- Redis ---------------------------------------------------------------------------
 REDIS_CALL_DURATION = _histogram(
-    "elk_redis_call_duration_seconds", "Duration of elk's Redis script calls, by operation.",
+    "elk_redis_call_duration_seconds",
+    "Duration of elk's Redis script calls, by operation (claim, complete, heartbeat, ...).",
     ["operation"], FAST_BUCKETS)
 REDIS_ERRORS = _counter(
     "elk_redis_errors_total", "Redis calls that raised, by operation and exception class.",

@@ -9,19 +9,47 @@ serving them is :func:`elk_celery.metrics.start_metrics_server`'s job.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+from typing import Any
+
+from prometheus_client.metrics import MetricWrapperBase
+
 from ..hooks import Hooks
 from . import families as f
+
+
+class _Children:
+    """``metric.labels(*values)`` with the children cached: prometheus_client
+    re-validates the labels on every call, which was most of a hook's cost."""
+
+    __slots__ = ("labels", "_cache")
+
+    def __init__(self, metric: MetricWrapperBase) -> None:
+        self.labels = metric.labels
+        self._cache: dict[tuple[str, ...], Any] = {}
+
+    def __call__(self, *values: str) -> Any:
+        try:
+            return self._cache[values]
+        except KeyError:
+            child = self._cache[values] = self.labels(*values)
+            return child
+
+
+#: A cached accessor per family: ``_m.PARTITION_CLAIMS(ns, node, task, code).inc()``.
+_m = SimpleNamespace(**{name: _Children(metric) for name, metric in vars(f).items()
+                        if isinstance(metric, MetricWrapperBase)})
 
 #: Claim codes that mean the claimer now holds the partition.
 _HOLDING = frozenset(("ok", "preempted"))
 
 #: on_partition_done outcome -> the counter it increments.
 _OUTCOME_COUNTERS = {
-    "completed": f.PARTITIONS_COMPLETED,
-    "retry": f.PARTITIONS_RETRIED,
-    "failed": f.PARTITIONS_FAILED,
-    "lost": f.PARTITIONS_LOST,
-    "released": f.PARTITIONS_RELEASED,
+    "completed": _m.PARTITIONS_COMPLETED,
+    "retry": _m.PARTITIONS_RETRIED,
+    "failed": _m.PARTITIONS_FAILED,
+    "lost": _m.PARTITIONS_LOST,
+    "released": _m.PARTITIONS_RELEASED,
 }
 
 _LEADER_ROLES = ("elected", "renewed")
@@ -33,94 +61,94 @@ class PrometheusHooks(Hooks):
     # -- leader ---------------------------------------------------------------
     def on_leader_tick(self, namespace: str, node: str, *, role: str, epoch: int,
                        duration: float) -> None:
-        f.LEADER_TICKS.labels(namespace, role).inc()
-        f.LEADER_TICK_DURATION.labels(namespace).observe(duration)
-        f.LEADER_IS_LEADER.labels(namespace, node).set(1 if role in _LEADER_ROLES else 0)
-        f.LEADER_EPOCH.labels(namespace).set(epoch)
+        _m.LEADER_TICKS(namespace, role).inc()
+        _m.LEADER_TICK_DURATION(namespace).observe(duration)
+        _m.LEADER_IS_LEADER(namespace, node).set(1 if role in _LEADER_ROLES else 0)
+        _m.LEADER_EPOCH(namespace).set(epoch)
         if role == "elected":
-            f.LEADER_ELECTIONS.labels(namespace, node).inc()
+            _m.LEADER_ELECTIONS(namespace, node).inc()
 
     def on_planned(self, namespace: str, *, created: int, planned_max_id: int | None,
                    duration: float, error: str | None = None) -> None:
-        f.LEADER_PLANNING_DURATION.labels(namespace).observe(duration)
+        _m.LEADER_PLANNING_DURATION(namespace).observe(duration)
         if created:
-            f.LEADER_PLANNED.labels(namespace).inc(created)
+            _m.LEADER_PLANNED(namespace).inc(created)
         if error is not None:
-            f.LEADER_PLANNING_ERRORS.labels(namespace).inc()
+            _m.LEADER_PLANNING_ERRORS(namespace).inc()
         if planned_max_id is not None:
-            f.LEADER_PLANNED_MAX_ID.labels(namespace).set(planned_max_id)
+            _m.LEADER_PLANNED_MAX_ID(namespace).set(planned_max_id)
 
     def on_dispatched(self, namespace: str, *, sent: int, duration: float) -> None:
-        f.LEADER_DISPATCH_DURATION.labels(namespace).observe(duration)
+        _m.LEADER_DISPATCH_DURATION(namespace).observe(duration)
         if sent:
-            f.LEADER_DISPATCHED.labels(namespace).inc(sent)
+            _m.LEADER_DISPATCHED(namespace).inc(sent)
 
     def on_recovered(self, namespace: str, *, recovered: int, failed: int) -> None:
         if recovered:
-            f.LEADER_RECOVERED.labels(namespace, "pending").inc(recovered)
+            _m.LEADER_RECOVERED(namespace, "pending").inc(recovered)
         if failed:
-            f.LEADER_RECOVERED.labels(namespace, "failed").inc(failed)
+            _m.LEADER_RECOVERED(namespace, "failed").inc(failed)
 
     def on_stale_leader(self, namespace: str, node: str, epoch: int) -> None:
-        f.LEADER_STALE_WRITES.labels(namespace, node).inc()
-        f.LEADER_IS_LEADER.labels(namespace, node).set(0)
+        _m.LEADER_STALE_WRITES(namespace, node).inc()
+        _m.LEADER_IS_LEADER(namespace, node).set(0)
 
     # -- nodes -------------------------------------------------------------------
     def on_heartbeat(self, namespace: str, node: str, *, ok: bool, duration: float,
                      held: int = 0, window: int = 0) -> None:
-        f.NODE_HEARTBEAT_DURATION.labels(namespace, node).observe(duration)
+        _m.NODE_HEARTBEAT_DURATION(namespace, node).observe(duration)
         if not ok:
-            f.NODE_HEARTBEAT_ERRORS.labels(namespace, node).inc()
+            _m.NODE_HEARTBEAT_ERRORS(namespace, node).inc()
             return
-        f.NODE_HEARTBEATS.labels(namespace, node).inc()
-        f.NODE_LAST_HEARTBEAT.labels(namespace, node).set_to_current_time()
-        f.NODE_INFLIGHT.labels(namespace, node).set(held)
+        _m.NODE_HEARTBEATS(namespace, node).inc()
+        _m.NODE_LAST_HEARTBEAT(namespace, node).set_to_current_time()
+        _m.NODE_INFLIGHT(namespace, node).set(held)
         if window:
-            f.NODE_TASK_WINDOW.labels(namespace, node).set(window)
+            _m.NODE_TASK_WINDOW(namespace, node).set(window)
 
     def on_leases_renewed(self, namespace: str, node: str, *, renewed: int, lost: int) -> None:
         if renewed:
-            f.NODE_LEASE_RENEWALS.labels(namespace, node).inc(renewed)
+            _m.NODE_LEASE_RENEWALS(namespace, node).inc(renewed)
         if lost:
-            f.NODE_LEASES_LOST.labels(namespace, node).inc(lost)
+            _m.NODE_LEASES_LOST(namespace, node).inc(lost)
 
     # -- partitions --------------------------------------------------------------
+    # (the claim's duration is the Redis 'claim' call's, observed by on_redis_call)
     def on_claim(self, namespace: str, node: str, task: str, code: str, *,
                  duration: float, queued: float | None = None) -> None:
-        f.PARTITION_CLAIMS.labels(namespace, node, task, code).inc()
-        f.PARTITION_CLAIM_DURATION.labels(namespace).observe(duration)
+        _m.PARTITION_CLAIMS(namespace, node, task, code).inc()
         if code in _HOLDING:
-            f.PARTITIONS_IN_PROGRESS.labels(namespace, node).inc()
+            _m.PARTITIONS_IN_PROGRESS(namespace, node).inc()
             if queued is not None:
-                f.PARTITION_QUEUE_WAIT.labels(namespace, task).observe(max(0.0, queued))
+                _m.PARTITION_QUEUE_WAIT(namespace, task).observe(max(0.0, queued))
             if code == "preempted":
-                f.PARTITIONS_PREEMPTED.labels(namespace, node).inc()
+                _m.PARTITIONS_PREEMPTED(namespace, node).inc()
 
     def on_partition_done(self, namespace: str, node: str, task: str, *, outcome: str,
                           items: int, duration: float, min_id: int, max_id: int) -> None:
-        f.PARTITIONS_IN_PROGRESS.labels(namespace, node).dec()
-        f.PARTITION_DURATION.labels(namespace, task, outcome).observe(duration)
+        _m.PARTITIONS_IN_PROGRESS(namespace, node).dec()
+        _m.PARTITION_DURATION(namespace, task, outcome).observe(duration)
         if outcome == "stale":
-            f.PARTITION_STALE_WRITES.labels(namespace, node).inc()
+            _m.PARTITION_STALE_WRITES(namespace, node).inc()
         else:
             counter = _OUTCOME_COUNTERS.get(outcome)
             if counter is not None:
-                counter.labels(namespace, node, task).inc()
+                counter(namespace, node, task).inc()
         if outcome == "completed" and items:
-            f.ITEMS_PROCESSED.labels(namespace, task).inc(items)
+            _m.ITEMS_PROCESSED(namespace, task).inc(items)
 
     # -- breaker, gaps, Redis ----------------------------------------------------
     def on_breaker_refused(self, namespace: str, node: str) -> None:
-        f.BREAKER_REFUSED.labels(namespace, node).inc()
+        _m.BREAKER_REFUSED(namespace, node).inc()
 
     def on_gaps(self, namespace: str, *, found: int, filled: int, mode: str) -> None:
-        f.GAP_SCANS.labels(namespace, mode).inc()
+        _m.GAP_SCANS(namespace, mode).inc()
         if found:
-            f.GAPS_FOUND.labels(namespace, mode).inc(found)
+            _m.GAPS_FOUND(namespace, mode).inc(found)
         if filled:
-            f.GAPS_FILLED.labels(namespace, mode).inc(filled)
+            _m.GAPS_FILLED(namespace, mode).inc(filled)
 
     def on_redis_call(self, operation: str, duration: float, error: BaseException | None) -> None:
-        f.REDIS_CALL_DURATION.labels(operation).observe(duration)
+        _m.REDIS_CALL_DURATION(operation).observe(duration)
         if error is not None:
-            f.REDIS_ERRORS.labels(operation, type(error).__name__).inc()
+            _m.REDIS_ERRORS(operation, type(error).__name__).inc()

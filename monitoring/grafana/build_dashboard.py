@@ -206,8 +206,10 @@ def build() -> dict[str, Any]:
         (quantile(q, "elk_partition_queue_wait_seconds"), f"p{int(q * 100)}")
         for q in (0.5, 0.95, 0.99)], w=8, unit="s")
     b.panel("timeseries", "Claim and heartbeat latency", [
-        (quantile(0.5, "elk_partition_claim_duration_seconds"), "claim p50"),
-        (quantile(0.99, "elk_partition_claim_duration_seconds"), "claim p99"),
+        (quantile(0.5, "elk_redis_call_duration_seconds", match='operation="claim"', ns=False),
+         "claim p50"),
+        (quantile(0.99, "elk_redis_call_duration_seconds", match='operation="claim"', ns=False),
+         "claim p99"),
         (quantile(0.99, "elk_node_heartbeat_duration_seconds"), "heartbeat p99")], w=8, unit="s")
     b.panel("timeseries", "Waiting work", [
         (f'max by (namespace) (elk_cluster_oldest_pending_age_seconds{{{NS}}})',
