@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.monitoring.conftest import MONITORING, ROOT
@@ -53,9 +55,15 @@ def test_build_uses_a_dockerfile_in_the_repo(compose):
         build = services(compose)[name]["build"]
         assert (ROOT / build["context"] / build["dockerfile"]).is_file()
     dockerfile = (MONITORING / "Dockerfile").read_text()
-    for path in ("elk_celery", "example_project", "pyproject.toml"):
-        assert f"COPY {path}" in dockerfile or f" {path} " in dockerfile
-        assert (ROOT / path).exists()
+    copied = [w for line in dockerfile.splitlines() if line.startswith("COPY ")
+              for w in line.split()[1:-1]]
+    assert {"elk_celery", "example_project", "pyproject.toml"} <= set(copied)
+    for path in copied:
+        assert (ROOT / path).exists(), f"the Dockerfile copies {path}, which is not in the repo"
+    # `pip install .` needs every file pyproject.toml names (readme, license)
+    for named in re.findall(r'^(?:readme|license-files?)\s*=\s*"([^"]+)"',
+                            (ROOT / "pyproject.toml").read_text(), re.M):
+        assert named in copied, f"pyproject.toml needs {named}; the Dockerfile does not copy it"
 
 
 def _module_of(command: list[str]) -> str:
