@@ -106,3 +106,30 @@ def test_grafana_and_prometheus_mount_the_right_places(compose):
     graf = services(compose)["grafana"]
     assert "./monitoring/grafana/provisioning:/etc/grafana/provisioning:ro" in graf["volumes"]
     assert "./monitoring/grafana/dashboards:/var/lib/grafana/dashboards:ro" in graf["volumes"]
+
+
+_APP = ROOT / "example_project" / "app.py"
+
+
+@pytest.mark.xfail("ELK_METRICS_PORT" not in (_APP.read_text() if _APP.exists() else ""),
+                   reason="example_project/app.py does not map ELK_METRICS_PORT to "
+                          "elk_metrics_port yet, so the compose workers serve no /metrics",
+                   strict=True)
+def test_compose_workers_environment_turns_metrics_on(compose, tmp_path):
+    """The worker's environment in the compose file, given to the example app,
+    yields the metrics settings Prometheus scrapes."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, **services(compose)["worker"]["environment"],
+           "ELK_REDIS_URL": "redis://127.0.0.1:6379/0",
+           "EXAMPLE_DB_URL": f"sqlite:///{tmp_path / 'records.db'}", "PYTHONPATH": str(ROOT)}
+    env.pop("PROMETHEUS_MULTIPROC_DIR")
+    code = ("import json; from example_project.app import app; from elk_celery.app import get_elk;"
+            "s = get_elk(app).settings; print(json.dumps([s.metrics_port, s.metrics_address]))")
+    r = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout.strip().splitlines()[-1]) == [9808, "0.0.0.0"]
