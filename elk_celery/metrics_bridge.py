@@ -9,13 +9,13 @@ from typing import Any
 log = logging.getLogger("elk_celery.metrics")
 
 
-def add_metrics_hooks(elk: Any) -> None:
-    """Subscribe the Prometheus hooks (main process, before the pool forks)."""
+def prepare_metrics(elk: Any, worker: Any = None) -> None:
+    """Main process, before the pool forks: subscribe the Prometheus hooks
+    (children inherit them) and prepare the multiprocess folder."""
     if elk.settings.metrics_port is None:
         return
-    from .metrics import PrometheusHooks
-    if not any(isinstance(h, PrometheusHooks) for h in elk.hooks.hooks):
-        elk.hooks.add(PrometheusHooks())
+    from .metrics import prepare_worker
+    prepare_worker(elk, worker)
 
 
 def start_metrics_if_configured(elk: Any) -> Any:

@@ -80,8 +80,8 @@ class ElkWorkerStep(bootsteps.StartStopStep):
         self.heartbeat: Heartbeat | None = None
         set_node_id(new_node_id(getattr(worker, "hostname", None)), registered=True)
         from ..app import get_elk
-        from ..metrics_bridge import add_metrics_hooks
-        add_metrics_hooks(get_elk(worker.app))
+        from ..metrics_bridge import prepare_metrics
+        prepare_metrics(get_elk(worker.app), worker)
 
     def start(self, worker: Any) -> None:
         from ..app import get_elk
