@@ -20,6 +20,8 @@ Configuration comes from the environment:
 ``EXAMPLE_QUEUE``            Celery queue of the leader tick and the partitions
                              (default ``celery``)
 ``EXAMPLE_BEAT_SCHEDULE``    file of ``celery beat``'s schedule (default: Celery's)
+``ELK_METRICS_PORT``         serve Prometheus ``/metrics`` from every worker on this port
+                             (``ELK_METRICS_ADDRESS``, default ``127.0.0.1``)
 """
 
 from __future__ import annotations
@@ -67,15 +69,20 @@ app.conf.update(
     elk_leader_election_interval=1,
     elk_leader_lock_expiry=3,
     elk_partition_lock_expiry=10,
-    elk_allocation_interval=10,
     elk_defer_delay=0.5,
     elk_retry_backoff=0.5,
-    # plan and send far enough ahead that workers never wait for the leader
-    elk_max_pending_partitions=1000,
-    elk_dispatch_batch=1000,
+    # plan and send far enough ahead that workers never wait for the leader;
+    # a partition still unclaimed this long after its message was sent is
+    # sent again, so keep it above the time the backlog takes to drain
+    elk_max_pending_partitions=500,
+    elk_dispatch_batch=500,
+    elk_allocation_interval=60,
 )
 if os.environ.get("EXAMPLE_BEAT_SCHEDULE"):
     app.conf.beat_schedule_filename = os.environ["EXAMPLE_BEAT_SCHEDULE"]
+if os.environ.get("ELK_METRICS_PORT"):  # /metrics in every worker (docker-compose.yml sets it)
+    app.conf.elk_metrics_port = int(os.environ["ELK_METRICS_PORT"])
+    app.conf.elk_metrics_address = os.environ.get("ELK_METRICS_ADDRESS", "127.0.0.1")
 Elk(app)
 
 planner = SQLPlanner(engine, "records", "id", size=PARTITION_SIZE)

@@ -195,7 +195,8 @@ def run(args: argparse.Namespace, workdir: Path, redis: str) -> int:
                 rate = ""
                 if first_claim is not None:
                     secs = max(time.perf_counter() - first_claim, 1e-6)
-                    rate = f"{s.completed_count / secs:6.1f} partitions/s {s.items_processed / secs:9,.0f} rows/s"
+                    rate = (f"{s.completed_count / secs:6.1f} partitions/s "
+                            f"{s.items_processed / secs:9,.0f} rows/s")
                 bar.update(task, completed=s.completed_count, detail=(
                     f"rows {s.items_processed:>9,}  running {s.in_flight}  pending {s.pending_count}"
                     f"  nodes {len(store.live_node_ids())}  {rate}"))
@@ -258,7 +259,8 @@ def run(args: argparse.Namespace, workdir: Path, redis: str) -> int:
     # one line for scripts and tests
     print(f"DEMO RESULT status={status} rows={rows} missed={missed} duplicates={dup_rows} "
           f"partitions={stats.completed_count}/{expected} seconds={secs:.2f} "
-          f"partitions_per_s={stats.completed_count / secs:.1f} rows_per_s={stats.items_processed / secs:.0f}",
+          f"partitions_per_s={stats.completed_count / secs:.1f} "
+          f"rows_per_s={stats.items_processed / secs:.0f}",
           flush=True)
     if rows != args.rows or missed or wrong:
         console.print(f"[bold red]FAIL[/]: {missed:,} of {rows:,} rows were never processed")
