@@ -219,3 +219,23 @@ def test_tick_refills_gaps_and_compacts_completed_prefix(redis_url, namespace):
     assert stats.completed_count == 5 and stats.total_count == 10
     assert int(job.store.meta()["watermark"]) == 501
     assert tick_job(job, node="L")["gaps"]["found"] == 0  # compaction is not a gap
+
+
+def test_no_partition_below_the_watermark(redis_url, namespace):
+    from elk_celery import PartitionConflict
+    app = make_app(redis_url, namespace, elk_keep_completed=0)
+    elk = Elk(app)
+
+    @partitioned_task(namespace=namespace, planner=RangePlanner(max_id=300, size=100))
+    def low(min_id, max_id, options):
+        return 0
+
+    job = elk.job(namespace)
+    tick_job(job, node="L")
+    strategy = job.store.strategy
+    first = min(strategy.get_all_partitions(), key=lambda p: p.min_id)
+    c = strategy.claim(first.partition_id, "n1")
+    strategy.complete_partition(first.partition_id, "n1", c.fence, 1)
+    assert tick_job(job, node="L")["compacted"] == 1
+    with pytest.raises(PartitionConflict, match="below the watermark 101"):
+        strategy.create_partitions_if_not_exist([{"partition_id": 99, "min_id": 50, "max_id": 60}])

@@ -26,6 +26,9 @@ end
 local now = now_ms()
 local batch = cjson.decode(ARGV[4])
 local fresh = {}
+-- IDs below the watermark were completed and compacted away: they are no
+-- longer in `ids`, so the overlap check below could not see them
+local watermark = redis.call('HGET', KEYS[K_META], 'watermark')
 for i, q in ipairs(batch) do
   local id = tostring(q.id)
   local p = p_load(i, id)
@@ -34,6 +37,9 @@ for i, q in ipairs(batch) do
       error({err = 'ELK_CONFLICT partition ' .. id .. ' exists with range ' .. p.min ..
         '..' .. p.max .. ', not ' .. q.min .. '..' .. q.max})
     end
+  elseif watermark and tonumber(q.min) < tonumber(watermark) then
+    error({err = 'ELK_CONFLICT range ' .. q.min .. '..' .. q.max .. ' of partition ' .. id ..
+      ' starts below the watermark ' .. watermark .. ' (those IDs are completed and compacted)'})
   else
     -- another partition starting inside [min, max]?
     local inside = redis.call('ZRANGEBYSCORE', KEYS[K_IDS], q.min, q.max, 'LIMIT', 0, 1)
