@@ -108,13 +108,6 @@ def test_grafana_and_prometheus_mount_the_right_places(compose):
     assert "./monitoring/grafana/dashboards:/var/lib/grafana/dashboards:ro" in graf["volumes"]
 
 
-_APP = ROOT / "example_project" / "app.py"
-
-
-@pytest.mark.xfail("ELK_METRICS_PORT" not in (_APP.read_text() if _APP.exists() else ""),
-                   reason="example_project/app.py does not map ELK_METRICS_PORT to "
-                          "elk_metrics_port yet, so the compose workers serve no /metrics",
-                   strict=True)
 def test_compose_workers_environment_turns_metrics_on(compose, tmp_path):
     """The worker's environment in the compose file, given to the example app,
     yields the metrics settings Prometheus scrapes."""

@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import CeleryProc, wait_for
 from tests.integration.helpers import done
-from tests.monitoring.conftest import MONITORING, ROOT, run_promtool
+from tests.monitoring.conftest import MONITORING, run_promtool
 from tests.monitoring.promql import FLOWER
 
 pytestmark = pytest.mark.slow
@@ -75,14 +75,8 @@ def test_worker_metrics_count_every_partition(cluster, redis_client, namespace, 
         assert r.returncode == 0 and r.stdout + r.stderr == "", r.stdout + r.stderr
 
 
-# The wipe happens in elk_celery.metrics.prepare_worker(), which the worker
-# bootstep must call before the pool forks. Until it does, this test must fail.
-_BRIDGE = (ROOT / "elk_celery" / "metrics_bridge.py")
-
-
-@pytest.mark.xfail("prepare_worker" not in (_BRIDGE.read_text() if _BRIDGE.exists() else ""),
-                   reason="the worker bootstep does not call metrics.prepare_worker yet", strict=True)
 def test_prefork_worker_wipes_old_metrics_files(cluster, redis_client, namespace, tmp_path):
+    """The bootstep's prepare_worker() empties the folder before the pool forks."""
     n, port = 4, free_port()
     c = cluster(max_id=n * 10, size=10, window=2, metrics_port=port)
     mpdir = tmp_path / "prom"
