@@ -29,10 +29,10 @@ def prometheus_bin() -> str:
     return path
 
 
-def start_prometheus(binary: str, tmp_path, targets: list[str], yaml) -> tuple[subprocess.Popen, str]:
+def start_prometheus(binary: str, tmp_path, targets: list[str]) -> tuple[subprocess.Popen, str]:
     port = free_port()
     shutil.copy(MONITORING / "prometheus" / "alerts.yml", tmp_path / "alerts.yml")
-    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump({
+    (tmp_path / "prometheus.yml").write_text(json.dumps({  # JSON is YAML
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "rule_files": ["alerts.yml"],
         "scrape_configs": [{"job_name": "elk-workers", "static_configs": [{"targets": targets}]}],
@@ -59,7 +59,7 @@ def scalar(base: str, expr: str) -> float | None:
 
 
 def test_dashboard_queries_on_a_real_prometheus(cluster, redis_client, namespace, tmp_path,
-                                                 prometheus_bin, yaml):
+                                                 prometheus_bin):
     n = 30
     port = free_port()
     c = cluster(max_id=n * 10, size=10, window=2, sleep=0.3, metrics_port=port)
@@ -67,7 +67,7 @@ def test_dashboard_queries_on_a_real_prometheus(cluster, redis_client, namespace
     c.env["PROMETHEUS_MULTIPROC_DIR"] = str(tmp_path / "prom")
     c.beat()
     c.worker("p1", concurrency=2)
-    prom, base = start_prometheus(prometheus_bin, tmp_path, [f"127.0.0.1:{port}"], yaml)
+    prom, base = start_prometheus(prometheus_bin, tmp_path, [f"127.0.0.1:{port}"])
     try:
         wait_for(lambda: get(f"{base}/-/ready"), 60,
                  lambda: "Prometheus ready\n" + (tmp_path / "prometheus.log").read_text())
