@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from prometheus_client.metrics_core import (CounterMetricFamily, GaugeMetricFamily,
                                             InfoMetricFamily, Metric)
@@ -148,7 +149,7 @@ class ClusterCollector:
         _add_state(ns, state, fam)
 
 
-def _read(store: NamespaceStore) -> dict[str, object]:
+def _read(store: NamespaceStore) -> dict[str, Any]:
     k = store.keys
     pipe = store.redis.pipeline(transaction=False)
     pipe.time()
@@ -169,7 +170,7 @@ def _read(store: NamespaceStore) -> dict[str, object]:
             "pending": pending, "leases": leases}
 
 
-def _add_state(ns: str, st: dict, fam: dict[str, Metric]) -> None:  # type: ignore[type-arg]
+def _add_state(ns: str, st: dict[str, Any], fam: dict[str, Metric]) -> None:
     now = st["now"]
     stats = PartitionStats.from_hash(st["stats"])
     for status in Status:
