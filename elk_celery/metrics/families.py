@@ -143,9 +143,6 @@ PARTITIONS_PREEMPTED = _counter(
 PARTITIONS_LOST = _counter(
     "elk_partitions_lost_total", "Partitions abandoned because their lease was lost (self-fenced).",
     [NS, NODE, TASK])
-PARTITIONS_RELEASED = _counter(
-    "elk_partitions_released_total", "Partitions given back to pending unfinished (shutdown, ...).",
-    [NS, NODE, TASK])
 PARTITION_STALE_WRITES = _counter(
     "elk_partition_stale_writes_total",
     "Completion or failure writes refused because the fence token was stale.", [NS, NODE])

@@ -49,7 +49,6 @@ _OUTCOME_COUNTERS = {
     "retry": _m.PARTITIONS_RETRIED,
     "failed": _m.PARTITIONS_FAILED,
     "lost": _m.PARTITIONS_LOST,
-    "released": _m.PARTITIONS_RELEASED,
 }
 
 _LEADER_ROLES = ("elected", "renewed")

@@ -174,7 +174,6 @@ def build() -> dict[str, Any]:
         (rate("elk_partitions_retried_total"), "retried"),
         (rate("elk_partitions_failed_total"), "failed"),
         (rate("elk_partitions_lost_total"), "lost lease"),
-        (rate("elk_partitions_released_total"), "released"),
         (rate("elk_partitions_preempted_total"), "preempted"),
         (rate("elk_partition_stale_writes_total"), "stale writes")], w=12, unit="ops")
     b.panel("timeseries", "Claims by result", [(
