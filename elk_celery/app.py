@@ -7,14 +7,14 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from celery import Celery, Task
+from celery import Celery, Task, signals
 from celery import _state as celery_state
 from celery.local import Proxy
 
 from .errors import ConfigError
 from .hooks import HookChain, Hooks
 from .planners import PartitionPlanner
-from .settings import ElkSettings, _reject_unknown
+from .settings import ElkSettings, _reject_unknown, reject_app_only
 from .store.connection import redis_from_url
 from .store.namespace import NamespaceStore
 from .strategies import strategy_for
@@ -112,7 +112,8 @@ class Elk:
         if app.configured:
             self._add_beat_entry()
         else:
-            app.on_after_configure.connect(lambda **_: self._add_beat_entry(), weak=False)
+            app.on_after_configure.connect(self._on_configured, weak=False)
+        signals.beat_init.connect(self._on_beat_init, weak=False)
 
     # -- settings and connections -------------------------------------------
     @property
@@ -152,6 +153,7 @@ class Elk:
 
     def validate(self) -> None:
         """Resolve every job's settings now, so bad ones fail at start."""
+        self.settings  # noqa: B018 - raises ConfigError
         for job in self.jobs.values():
             job.settings  # noqa: B018 - raises ConfigError
 
@@ -181,6 +183,24 @@ class Elk:
             "accept_content": ["json"], "event_serializer": "json",
         })
 
+    def _on_configured(self, **_: Any) -> None:
+        try:
+            self._add_beat_entry()
+        except ConfigError as exc:
+            # Celery swallows signal errors: say it loudly; beat_init and the
+            # worker bootstep then refuse to start
+            log.error("elk: %s", exc)
+
+    def _on_beat_init(self, sender: Any = None, **_: Any) -> None:
+        if getattr(getattr(sender, "app", None), "_elk", self) is not self:
+            return
+        try:
+            self.validate()
+            self._add_beat_entry()
+        except ConfigError as exc:
+            log.critical("elk: invalid settings, beat not started: %s", exc)
+            raise SystemExit(1) from exc  # not an Exception: Celery's signal send lets it through
+
     def _add_beat_entry(self) -> None:
         schedule = dict(self.app.conf.beat_schedule or {})
         if BEAT_ENTRY not in schedule:
@@ -188,7 +208,8 @@ class Elk:
             schedule[BEAT_ENTRY] = {
                 "task": LEADER_TICK, "schedule": interval,
                 # a tick that waited longer than an interval is stale: drop it
-                "options": {"expires": max(interval, 1.0), "ignore_result": True},
+                "options": {"expires": max(interval, 1.0), "ignore_result": True,
+                            "queue": self.settings.leader_queue},
             }
             self.app.conf.beat_schedule = schedule
 
@@ -215,6 +236,7 @@ def partitioned_task(fn: Callable[..., Any] | None = None, *, planner: Partition
     Like ``shared_task``, it works before or after ``Elk(app)``.
     """
     _reject_unknown(settings)
+    reject_app_only(settings)
     if planner is None or not (hasattr(planner, "partition_size") and hasattr(planner, "next_max_id")):
         raise ConfigError(f"planner {planner!r} must have partition_size() and next_max_id(start_id, range_size)")
 

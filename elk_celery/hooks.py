@@ -51,8 +51,7 @@ class Hooks:
 
     def on_partition_done(self, namespace: str, node: str, task: str, *, outcome: str,
                           items: int, duration: float, min_id: int, max_id: int) -> None:
-        """After processing; outcome 'completed' | 'retry' | 'failed' | 'stale' | 'lost'
-        | 'released'."""
+        """After processing; outcome 'completed' | 'retry' | 'failed' | 'stale' | 'lost'."""
 
     # -- circuit breaker ------------------------------------------------------
     def on_breaker_refused(self, namespace: str, node: str) -> None:

@@ -17,6 +17,11 @@ PREFIX = "elk_"
 
 _STRATEGIES = ("hash", "simple")
 
+#: Settings that belong to the whole app (connections, the tick, the metrics
+#: endpoint): a per-job value would be silently meaningless, so it is refused.
+APP_ONLY = frozenset({"redis_url", "key_prefix", "leader_election_interval", "leader_queue",
+                      "metrics_port", "metrics_address"})
+
 
 @dataclass(frozen=True)
 class ElkSettings:
@@ -53,12 +58,14 @@ class ElkSettings:
     retry_backoff_max: float = 300.0
     #: A task refused by a full task window or an open breaker is re-sent after this.
     defer_delay: float = 1.0
-    #: Max pending partitions planned ahead (0 = live nodes x window x multiple).
+    #: Max pending partitions planned ahead
+    #: (0 = max(dispatch_batch, live nodes x task_window x worker_partition_multiple)).
     max_pending_partitions: int = 0
     #: Max task messages the leader sends per tick.
     dispatch_batch: int = 1000
-    #: Completed partitions kept readable; older ones of the completed prefix are
-    #: compacted into a watermark by the leader (memory stays bounded).
+    #: Compaction starts once more than this many partitions are stored: the
+    #: contiguous completed prefix is then folded into a watermark (memory
+    #: stays bounded; stats keep counting the folded partitions).
     keep_completed: int = 10_000
     #: Gap detection each leader tick (incremental; a full scan on election).
     gap_detection: bool = True
@@ -66,6 +73,8 @@ class ElkSettings:
     start_id: int = 1
     #: Celery queue of partition tasks (None = the app's default queue).
     queue: str | None = None
+    #: Celery queue of leader ticks; every elk worker consumes it in addition to its -Q.
+    leader_queue: str = "elk.leader"
     circuit_breaker_enabled: bool = True
     circuit_breaker_consecutive_failures: int = 5
     circuit_breaker_total_failures: int = 10
@@ -86,6 +95,16 @@ class ElkSettings:
     def from_celery_conf(cls, conf: Mapping[str, Any] | Any, **overrides: Any) -> ElkSettings:
         """Keyword arguments win over ``conf['elk_<name>']``, which wins over defaults."""
         values: dict[str, Any] = {}
+        try:
+            present = [k for k in conf.keys() if isinstance(k, str) and k.startswith(PREFIX)]
+        except Exception:  # a conf object without keys(): nothing to check
+            present = []
+        known = {PREFIX + f.name for f in fields(cls)} | OTHER_KEYS
+        typos = sorted(set(present) - known)
+        if typos:
+            raise ConfigError(
+                f"unknown setting(s) {', '.join(typos)} in the Celery config; elk settings are: "
+                f"{', '.join(sorted(known))}")
         for f in fields(cls):
             key = PREFIX + f.name
             try:
@@ -104,7 +123,7 @@ class ElkSettings:
         return cls(redis_url=redis_url, **overrides)
 
     def replace(self, **overrides: Any) -> ElkSettings:
-        """A copy with per-job overrides applied (None values are ignored)."""
+        """A copy with overrides applied (None values are ignored)."""
         _reject_unknown(overrides)
         return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
@@ -155,6 +174,18 @@ class ElkSettings:
         if self.redis_url is not None and not self.redis_url.startswith(
                 ("redis://", "rediss://", "unix://")):
             raise bad("redis_url", "must be a redis://, rediss:// or unix:// URL")
+
+
+#: elk_* keys read by other parts (the CLI), not ElkSettings fields.
+OTHER_KEYS = frozenset({"elk_namespaces"})
+
+
+def reject_app_only(overrides: Mapping[str, Any]) -> None:
+    """Per-job settings may not name app-wide ones."""
+    bad = sorted(set(overrides) & APP_ONLY)
+    if bad:
+        raise ConfigError(
+            f"{', '.join(bad)} cannot be set per job: set elk_{bad[0]} on app.conf or in Elk(app, ...)")
 
 
 def _reject_unknown(overrides: Mapping[str, Any]) -> None:

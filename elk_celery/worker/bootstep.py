@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from celery import bootsteps, signals
 
+from ..leader.loop import LeaderLoop
 from .node import new_node_id, node_id, set_node_id
 
 if TYPE_CHECKING:
@@ -78,10 +79,15 @@ class ElkWorkerStep(bootsteps.StartStopStep):
         # the node id and the hooks
         super().__init__(worker, **kwargs)
         self.heartbeat: Heartbeat | None = None
+        self.leader_loop: LeaderLoop | None = None
         set_node_id(new_node_id(getattr(worker, "hostname", None)), registered=True)
         from ..app import get_elk
         from ..metrics_bridge import prepare_metrics
-        prepare_metrics(get_elk(worker.app), worker)
+        elk = get_elk(worker.app)
+        # every worker consumes the leader ticks, whatever its -Q says: ticks
+        # must not wait behind a partition backlog in a shared queue
+        worker.app.amqp.queues.select_add(elk.settings.leader_queue)
+        prepare_metrics(elk, worker)
 
     def start(self, worker: Any) -> None:
         from ..app import get_elk
@@ -94,6 +100,8 @@ class ElkWorkerStep(bootsteps.StartStopStep):
                 "started": time.time()}
         self.heartbeat = Heartbeat(elk, node, info)
         self.heartbeat.start()
+        self.leader_loop = LeaderLoop(elk, node)
+        self.leader_loop.start()
         _RUNNING[id(worker.app)] = self
         log.info("elk: node %s serves %s", node, ", ".join(sorted(elk.jobs)) or "no jobs yet")
         from ..metrics_bridge import start_metrics_if_configured
@@ -111,6 +119,8 @@ _RUNNING: dict[int, ElkWorkerStep] = {}
 def drain_and_unregister(elk: Elk, step: ElkWorkerStep) -> None:
     """After the pool drained: give back what the node still holds, leave."""
     node = node_id()
+    if step.leader_loop is not None:
+        step.leader_loop.stop()
     for job in list(elk.jobs.values()):
         try:
             released = job.store.unregister(node)

@@ -31,6 +31,7 @@ app.conf.update(
     broker_connection_retry_on_startup=True,
     worker_hijack_root_logger=False,
     beat_schedule_filename=os.environ.get("ELK_TEST_BEAT_FILE", f"/tmp/{NS}-beat"),
+    elk_leader_queue=f"{NS}.leader",
     elk_heartbeat_interval=0.5,
     elk_node_expiry=2,
     elk_leader_election_interval=0.5,

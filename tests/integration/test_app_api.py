@@ -25,6 +25,7 @@ FAST = dict(elk_heartbeat_interval=0.5, elk_leader_election_interval=0.5, elk_le
 def make_app(redis_url: str, namespace: str, **conf) -> Celery:
     app = Celery(f"app-{namespace}", broker=redis_url, set_as_current=False)
     app.conf.update(task_default_queue=namespace, broker_connection_retry_on_startup=True,
+                    elk_leader_queue=f"{namespace}.leader",
                     **{**FAST, **conf})
     return app
 
@@ -36,7 +37,7 @@ class Recorder(Hooks):
 
     def on_partition_done(self, namespace, node, task, **kw):
         with self.lock:
-            self.calls.append(("done", kw))
+            self.calls.append(("done", {"namespace": namespace, **kw}))
 
     def on_leader_tick(self, namespace, node, **kw):
         with self.lock:
@@ -100,7 +101,7 @@ def test_in_process_worker_runs_the_job(redis_url, redis_client, namespace):
             return job.store.strategy.get_partition_stats().completed_count == 10
         wait_for(finished, 60, "10 partitions in the in-process worker")
     assert sorted(seen) == [(lo, lo + 99) for lo in range(1, 1001, 100)]
-    assert sum(1 for name, _ in rec.calls if name == "done") == 10
+    assert sum(1 for name, kw in rec.calls if name == "done" and kw["namespace"] == namespace) == 10
     assert any(kw["role"] == "elected" for name, kw in rec.calls if name == "tick")
     assert job.store.strategy.get_partition_stats().items_processed == 1_000
 

@@ -61,11 +61,18 @@ def test_reads_a_real_celery_app_conf_and_kwargs_win():
     app = Celery("t", set_as_current=False)
     app.conf.elk_task_window = 3
     app.conf.elk_partition_lock_expiry = 60
-    app.conf.elk_namespace_unrelated = "ignored"
+    app.conf.elk_namespaces = ["read", "by", "the", "cli"]
     s = ElkSettings.from_celery_conf(app.conf, task_window=7)
     assert s.task_window == 7  # keyword wins over conf
     assert s.partition_lock_expiry == 60.0  # conf wins over default
     assert s.heartbeat_interval == 10.0  # default
+
+
+def test_a_misspelt_key_in_the_celery_conf_is_named():
+    app = Celery("t", set_as_current=False)
+    app.conf.elk_task_widow = 3
+    with pytest.raises(ConfigError, match="unknown setting.*elk_task_widow"):
+        ElkSettings.from_celery_conf(app.conf)
 
 
 def test_replace_applies_job_overrides_and_ignores_none():

@@ -67,5 +67,11 @@ for _, f in ipairs(fresh) do
 end
 count('total', #fresh)
 count('created', #fresh)
+-- keep the leader's id allocator ahead of ids chosen by API callers
+local top = 0
+for _, f in ipairs(fresh) do top = math.max(top, tonumber(f[2]) + 1) end
+if top > tonumber(redis.call('HGET', KEYS[K_META], 'next_pid') or '0') then
+  redis.call('HSET', KEYS[K_META], 'next_pid', top)
+end
 if ARGV[2] ~= '' then redis.call('HSET', KEYS[K_META], 'cursor', ARGV[3]) end
 return {'ok', #fresh}

@@ -12,6 +12,8 @@ for i, id in ipairs(ARGV) do
   if p then
     if p.probe then redis.call('HINCRBY', KEYS[K_BREAKER], 'probes', -1) end
     move(id, p, nil, now)
+    -- its items leave the job's total with it (a refilled range counts once)
+    if p.status == 'completed' and (p.items or 0) > 0 then count('items', -p.items) end
     redis.call('ZREM', KEYS[K_IDS], member(id, p))
     p_delete(i, id)
     n = n + 1
