@@ -199,21 +199,52 @@ class PartitionStrategy(ABC):
         return [int(text(i)) for i in self._run("retry_failed", ids, ids)] if ids else []
 
     # -- ownership ------------------------------------------------------------
+    #: Max partitions one claim/complete script call handles (bounds its run time).
+    BATCH = 500
+
     def claim(self, partition_id: int, node_id: str, *, target: str = "running",
               window: int = 0, allow_preemption: bool | None = None, force: bool = False,
               defer: bool = True, require_live_node: bool = False) -> Claim:
         """The hot path: one script call, a compact :class:`Claim`."""
+        args = self._claim_args(node_id, target, window, allow_preemption, force, defer,
+                                require_live_node)
+        r = self._run("claim", [partition_id], [*args, partition_id])
+        return self._claim_reply(partition_id, r, 0)
+
+    def claim_many(self, partition_ids: Iterable[int], node_id: str, *, target: str = "running",
+                   window: int = 0, allow_preemption: bool | None = None, force: bool = False,
+                   defer: bool = True, require_live_node: bool = False) -> list[Claim]:
+        """:meth:`claim` for several partitions in one script call (per
+        :attr:`BATCH` ids), decided in order exactly as separate claims would
+        be (so a task ``window`` admits the first ones). A corrupt partition
+        fails its whole call with nothing claimed."""
+        ids = [int(i) for i in partition_ids]
+        args = self._claim_args(node_id, target, window, allow_preemption, force, defer,
+                                require_live_node)
+        out: list[Claim] = []
+        for start in range(0, len(ids), self.BATCH):
+            chunk = ids[start:start + self.BATCH]
+            r = self._run("claim", chunk, [*args, *chunk])
+            out += [self._claim_reply(pid, r, 7 * k) for k, pid in enumerate(chunk)]
+        return out
+
+    def _claim_args(self, node_id: str, target: str, window: int,
+                    allow_preemption: bool | None, force: bool, defer: bool,
+                    require_live_node: bool) -> list[Any]:
         s = self.settings
         preempt = s.allow_preemption if allow_preemption is None else allow_preemption
-        r = self._run("claim", [partition_id], [
-            partition_id, node_id, target, s.ms("partition_lock_expiry"),
-            "1" if preempt else "0", "1" if force else "0", window,
-            s.ms("defer_delay") if defer else 0,
-            "1" if s.circuit_breaker_enabled else "0", s.ms("circuit_breaker_open_timeout"),
-            s.circuit_breaker_half_open_max_requests, "1" if require_live_node else "0"])
-        lo, hi = text(r[4]), text(r[5])
-        return Claim(text(r[0]), int(partition_id), int(r[1]), int(r[2]), int(r[3]),
-                     int(lo) if lo else None, int(hi) if hi else None, text(r[6]))
+        return [node_id, target, s.ms("partition_lock_expiry"),
+                "1" if preempt else "0", "1" if force else "0", window,
+                s.ms("defer_delay") if defer else 0,
+                "1" if s.circuit_breaker_enabled else "0", s.ms("circuit_breaker_open_timeout"),
+                s.circuit_breaker_half_open_max_requests, "1" if require_live_node else "0"]
+
+    @staticmethod
+    def _claim_reply(partition_id: int, r: Any, at: int) -> Claim:
+        lo, hi = text(r[at + 4]), text(r[at + 5])
+        return Claim(text(r[at]), int(partition_id), int(r[at + 1]), int(r[at + 2]),
+                     int(r[at + 3]), int(lo) if lo else None, int(hi) if hi else None,
+                     text(r[at + 6]))
 
     def acquire_partition(self, partition_id: int, node_id: str, *,
                           allow_preemption: bool = False, force: bool = False,
@@ -254,15 +285,34 @@ class PartitionStrategy(ABC):
     def complete_partition(self, partition_id: int, node_id: str, fence: int,
                            items_processed: int = 0) -> int:
         """Mark done; raises :class:`StaleFenceError` unless ``node_id`` holds it with ``fence``."""
-        if isinstance(items_processed, bool) or not isinstance(items_processed, int) \
-                or items_processed < 0:
-            raise InvalidPartition(f"items_processed must be an integer >= 0, got {items_processed!r}")
-        r = self._run("complete", [partition_id], [
-            partition_id, node_id, fence, items_processed,
-            "1" if self.settings.circuit_breaker_enabled else "0"])
-        if text(r[0]) != "ok":
-            raise self._stale(partition_id, node_id, fence, r)
-        return int(r[1])
+        result = self.complete_many(node_id, [(partition_id, fence, items_processed)])[0]
+        if isinstance(result, StaleFenceError):
+            raise result
+        return result
+
+    def complete_many(self, node_id: str, done: Iterable[tuple[int, int, int]],
+                      ) -> list[int | StaleFenceError]:
+        """Complete several ``(partition_id, fence, items_processed)`` of
+        ``node_id`` in one script call (per :attr:`BATCH`). Returns, in order,
+        each partition's new version, or the :class:`StaleFenceError` its
+        write got (returned, not raised: the other completions stand)."""
+        done = list(done)
+        for _, _, items in done:
+            if isinstance(items, bool) or not isinstance(items, int) or items < 0:
+                raise InvalidPartition(f"items_processed must be an integer >= 0, got {items!r}")
+        breaker = "1" if self.settings.circuit_breaker_enabled else "0"
+        out: list[int | StaleFenceError] = []
+        for start in range(0, len(done), self.BATCH):
+            chunk = done[start:start + self.BATCH]
+            args: list[Any] = [node_id, breaker]
+            for pid, fence, items in chunk:
+                args += [pid, fence, items]
+            r = self._run("complete", [pid for pid, _, _ in chunk], args)
+            for k, (pid, fence, _) in enumerate(chunk):
+                at = 4 * k
+                out.append(int(r[at + 1]) if text(r[at]) == "ok"
+                           else self._stale(pid, node_id, fence, r[at:at + 4]))
+        return out
 
     def fail_partition(self, partition_id: int, node_id: str, fence: int, error: str, *,
                        retryable: bool = True) -> tuple[str, float]:

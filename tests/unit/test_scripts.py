@@ -47,7 +47,7 @@ def test_source_is_lib_plus_adapter_plus_operation(layout):
     lib, io, op = _lua("_lib.lua"), _lua(f"_io_{layout}.lua"), _lua("claim.lua")
     assert src == "\n".join((lib, io, op))
     assert src.index("local function move") < src.index("local function p_load") < src.index(
-        "local p = p_load(1, id)")
+        "local function claim_one")
 
 
 def test_unknown_operation_or_layout_is_refused():

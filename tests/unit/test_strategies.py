@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
+import redis
 
 from elk_celery import (CorruptPartition, ElkError, HashPartitionStrategy, InvalidPartition,
                         Partition, PartitionConflict, SimpleStrategy, StaleFenceError, Status,
@@ -723,3 +724,71 @@ def test_partition_state_has_no_ttl_and_simple_lock_is_the_lease(strategy):
         assert r.ttl(k.partitions) == -1
     for key in k.all_fixed():
         assert r.ttl(key) in (-1, -2), key
+
+
+# ------------------------------------------------ batched calls (one script)
+
+def test_claim_many_and_complete_many(strategy):
+    strategy.create_partitions_if_not_exist(parts(*range(1, 7)))
+    claimed(strategy, 3, "other")
+    claims = strategy.claim_many([1, 2, 3, 4, 99], "n1")
+    assert [(c.partition_id, c.code) for c in claims] == [
+        (1, "ok"), (2, "ok"), (3, "held"), (4, "ok"), (99, "missing")]
+    assert [(c.min_id, c.max_id) for c in claims[:2]] == [(11, 20), (21, 30)]
+    out = strategy.complete_many("n1", [(1, claims[0].fence, 5), (2, claims[1].fence + 1, 5),
+                                        (4, claims[3].fence, 7)])
+    assert isinstance(out[0], int) and isinstance(out[2], int)
+    assert isinstance(out[1], StaleFenceError) and out[1].partition_id == 2
+    s = strategy.get_partition_stats()
+    assert (s.completed_count, s.items_processed, s.stale_writes) == (2, 12, 1)
+    assert strategy.claim_many([], "n1") == [] and strategy.complete_many("n1", []) == []
+    check_invariants(strategy)
+
+
+def test_batched_calls_with_an_id_twice_act_as_two_calls(strategy):
+    strategy.create_partitions_if_not_exist(parts(1))
+    first, second = strategy.claim_many([1, 1], "n1")
+    assert (first.code, second.code) == ("ok", "held") and second.fence == first.fence == 1
+    a, b = strategy.complete_many("n1", [(1, 1, 4), (1, 1, 4)])
+    assert isinstance(a, int) and isinstance(b, StaleFenceError)
+    s = strategy.get_partition_stats()
+    assert (s.counters["claims"], s.items_processed) == (1, 4)
+    check_invariants(strategy)
+
+
+def test_claim_many_in_several_script_calls(strategy, monkeypatch):
+    monkeypatch.setattr(strategy, "BATCH", 3)
+    strategy.create_partitions_if_not_exist(parts(*range(8)))
+    claims = strategy.claim_many(range(8), "n1", window=5)
+    assert [c.code for c in claims] == ["ok"] * 5 + ["window"] * 3
+    out = strategy.complete_many("n1", [(c.partition_id, c.fence, 1) for c in claims])
+    assert [isinstance(v, int) for v in out] == [True] * 5 + [False] * 3
+    check_invariants(strategy)
+
+
+def test_claim_many_applies_the_window_in_order(strategy):
+    strategy.create_partitions_if_not_exist(parts(1, 2, 3))
+    codes = [c.code for c in strategy.claim_many([1, 2, 3], "n1", window=2)]
+    assert codes == ["ok", "ok", "window"]
+
+
+def test_claim_many_with_a_corrupt_partition_claims_nothing(strategy):
+    strategy.create_partitions_if_not_exist(parts(1, 2))
+    _plant(strategy, 5, "garbage")
+    with pytest.raises(CorruptPartition, match="partition 5"):
+        strategy.claim_many([1, 5, 2], "n1")
+    assert [str(p.status) for p in strategy.get_partitions([1, 2])] == ["pending", "pending"]
+    assert strategy.get_partition(1).attempts == 0
+
+
+def test_batched_calls_survive_a_script_cache_flush(private_redis, strategy_cls):
+    client = redis.Redis.from_url(private_redis.url)
+    s = strategy_cls(client, "flush")
+    s.create_partitions_if_not_exist(parts(1, 2))
+    client.script_flush()  # a private server: as after a Redis restart
+    claims = s.claim_many([1, 2], "n1")
+    assert [c.code for c in claims] == ["ok", "ok"]
+    client.script_flush()
+    assert all(isinstance(v, int) for v in s.complete_many("n1", [(c.partition_id, c.fence, 1)
+                                                                   for c in claims]))
+    client.close()

@@ -39,14 +39,40 @@ local function member(id, p)
   return id .. ':' .. p.min .. ':' .. p.max
 end
 
+-- Stats counters. A script that changes many partitions in one call
+-- (claim_many, complete_many) calls batch_stats() first and flush_stats()
+-- before it returns: each counter is then written once per call instead of
+-- once per partition, still in the same atomic call as the state changes.
+local STATS_DELTA = nil
+
+local function stat(field, n)
+  if STATS_DELTA then
+    STATS_DELTA[field] = (STATS_DELTA[field] or 0) + n
+  else
+    redis.call('HINCRBY', KEYS[K_STATS], field, n)
+  end
+end
+
+local function batch_stats()
+  STATS_DELTA = {}
+end
+
+local function flush_stats()
+  local delta = STATS_DELTA
+  STATS_DELTA = nil
+  for field, n in pairs(delta or {}) do
+    if n ~= 0 then redis.call('HINCRBY', KEYS[K_STATS], field, n) end
+  end
+end
+
 -- Move partition p (already loaded, id `id`) to status `to`, keeping the
 -- stats counters and every status index in step. `score` is the pending
 -- send time or the lease expiry, depending on `to`; `node` the new owner when
 -- `to` holds a lease. `to` nil only unindexes (the partition is deleted).
 local function move(id, p, to, now, score, node)
   local from = p.status
-  if from then redis.call('HINCRBY', KEYS[K_STATS], from, -1) end
-  if to then redis.call('HINCRBY', KEYS[K_STATS], to, 1) end
+  if from then stat(from, -1) end
+  if to then stat(to, 1) end
   if from == 'pending' and to ~= 'pending' then
     redis.call('ZREM', KEYS[K_PENDING], member(id, p))
   elseif HOLDS[from] then
@@ -76,7 +102,7 @@ local function move(id, p, to, now, score, node)
 end
 
 local function count(field, n)
-  redis.call('HINCRBY', KEYS[K_STATS], field, n or 1)
+  stat(field, n or 1)
 end
 
 -- Leader fencing: `epoch` '' or '0' means "not a leader write" (strategy API).

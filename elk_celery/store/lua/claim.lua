@@ -1,94 +1,134 @@
--- claim.lua: take a partition for a node. The worker's hot path: one call,
--- a compact reply; the full partition can be read afterwards.
+-- claim.lua: take partitions for a node. The worker's hot path: one call,
+-- a compact reply; the full partition can be read afterwards. One call may
+-- claim several partitions (claim_many): they are decided one after the
+-- other, exactly as separate calls in that order would be.
 --
--- KEYS: the common keys of _lib.lua, then the storage of partition 1.
--- ARGV[1]  partition id
--- ARGV[2]  node id of the claimer
--- ARGV[3]  target status: 'claimed' (strategy API) or 'running' (worker)
--- ARGV[4]  lease length, ms
--- ARGV[5]  '1' = take a partition whose lease expired or whose owner is dead
--- ARGV[6]  '1' = take it whatever holds it (operator's force)
--- ARGV[7]  task window: max partitions the node may hold, '0' = no cap
--- ARGV[8]  on a window/breaker refusal, resend the task after this many ms
+-- KEYS: the common keys of _lib.lua, then the storage of partitions 1..n.
+-- ARGV[1]  node id of the claimer
+-- ARGV[2]  target status: 'claimed' (strategy API) or 'running' (worker)
+-- ARGV[3]  lease length, ms
+-- ARGV[4]  '1' = take a partition whose lease expired or whose owner is dead
+-- ARGV[5]  '1' = take it whatever holds it (operator's force)
+-- ARGV[6]  task window: max partitions the node may hold, '0' = no cap
+-- ARGV[7]  on a window/breaker refusal, resend the task after this many ms
 --          ('0' = leave the pending partition's schedule alone)
--- ARGV[9]  '1' = the namespace's circuit breaker is on
--- ARGV[10] breaker open timeout, ms
--- ARGV[11] breaker: max concurrent half-open probes
--- ARGV[12] '1' = refuse when the claimer's own heartbeat expired
--- Reply: {code, fence, attempts, version, min, max, opts}
---   code: 'ok' | 'preempted' | 'missing' | 'completed' | 'failed' | 'held'
---         | 'window' | 'breaker' | 'dead'
+-- ARGV[8]  '1' = the namespace's circuit breaker is on
+-- ARGV[9]  breaker open timeout, ms
+-- ARGV[10] breaker: max concurrent half-open probes
+-- ARGV[11] '1' = refuse when the claimer's own heartbeat expired
+-- ARGV[12..] partition ids, one or more (the i-th uses the i-th storage keys)
+-- Reply: 7 items per partition, in order: code, fence, attempts, version,
+--   min, max, opts; code: 'ok' | 'preempted' | 'missing' | 'completed'
+--   | 'failed' | 'held' | 'window' | 'breaker' | 'dead'
 
-local id, node, target = ARGV[1], ARGV[2], ARGV[3]
-local lease_ms = tonumber(ARGV[4])
+local FIRST = 12
+local node, target = ARGV[1], ARGV[2]
+local lease_ms = tonumber(ARGV[3])
+local window = tonumber(ARGV[6])
+local defer_ms = tonumber(ARGV[7])
 local now = now_ms()
 
-local p = p_load(1, id)
-if not p then return {'missing', 0, 0, 0, '', '', ''} end
-local function reply(code)
-  return {code, p.fence or 0, p.attempts or 0, p.version or 0, p.min, p.max, p.opts or ''}
+-- Read (and so validate) every partition before changing anything: a
+-- corrupt one fails the call with nothing written.
+-- An id named twice shares one table, so its second claim sees the first.
+local parts, seen = {}, {}
+for a = FIRST, #ARGV do
+  local id = ARGV[a]
+  if seen[id] == nil then seen[id] = p_load(a - FIRST + 1, id) or false end
+  parts[a - FIRST + 1] = seen[id]
 end
-if p.status == 'completed' or p.status == 'failed' then return reply(p.status) end
 
-local preempt = false
-if HOLDS[p.status] then
-  if ARGV[6] ~= '1' then
-    local takeable = ARGV[5] == '1' and
-      (not lease_alive(1, p, now) or node_dead(p.node, now))
-    if not takeable then return reply('held') end
+-- A closed breaker stays closed during this call (only failures open it).
+local breaker_on = ARGV[8] == '1' and
+  (redis.call('HGET', KEYS[K_BREAKER], 'state') or 'closed') ~= 'closed'
+local dead = nil  -- the claimer's own liveness, read once when asked
+local out = {}
+local claims = 0
+
+local function reply(p, code)
+  local n = #out
+  out[n + 1], out[n + 2], out[n + 3] = code, p.fence or 0, p.attempts or 0
+  out[n + 4], out[n + 5], out[n + 6], out[n + 7] = p.version or 0, p.min, p.max, p.opts or ''
+end
+
+local function claim_one(i, id, p)
+  if not p then
+    local n = #out
+    out[n + 1], out[n + 2], out[n + 3], out[n + 4] = 'missing', 0, 0, 0
+    out[n + 5], out[n + 6], out[n + 7] = '', '', ''
+    return
   end
-  preempt = true
-end
+  if p.status == 'completed' or p.status == 'failed' then return reply(p, p.status) end
 
-if ARGV[12] == '1' and node_dead(node, now) then return reply('dead') end
-
-local function defer(code)
-  local ms = tonumber(ARGV[8])
-  if p.status == 'pending' and ms > 0 then
-    redis.call('ZADD', KEYS[K_PENDING], now + ms, member(id, p))
-  end
-  count('deferred_' .. code)
-  return reply(code)
-end
-
-local window = tonumber(ARGV[7])
-if window > 0 then
-  local held = tonumber(redis.call('HGET', KEYS[K_INFLIGHT], node) or '0')
-  if held >= window then return defer('window') end
-end
-
-local probe = false
-if ARGV[9] == '1' then
-  local b = redis.call('HMGET', KEYS[K_BREAKER], 'state', 'opened_at', 'probes')
-  local state = b[1] or 'closed'
-  if state ~= 'closed' then
-    local opened = tonumber(b[2] or '0')
-    local open_ms = tonumber(ARGV[10])
-    if state == 'open' then
-      if now < opened + open_ms then return defer('breaker') end
-      redis.call('HSET', KEYS[K_BREAKER], 'state', 'half_open', 'probes', 0, 'half_open_at', now)
-      b[3] = '0'
-    elseif now >= tonumber(redis.call('HGET', KEYS[K_BREAKER], 'half_open_at') or '0') + open_ms then
-      -- probes that never reported (their worker died) free their slots
-      redis.call('HSET', KEYS[K_BREAKER], 'probes', 0, 'half_open_at', now)
-      b[3] = '0'
+  local preempt = false
+  if HOLDS[p.status] then
+    if ARGV[5] ~= '1' then
+      local takeable = ARGV[4] == '1' and
+        (not lease_alive(i, p, now) or node_dead(p.node, now))
+      if not takeable then return reply(p, 'held') end
     end
-    if tonumber(b[3] or '0') >= tonumber(ARGV[11]) then return defer('breaker') end
-    redis.call('HINCRBY', KEYS[K_BREAKER], 'probes', 1)
-    probe = true
+    preempt = true
   end
+
+  if ARGV[11] == '1' then
+    if dead == nil then dead = node_dead(node, now) end
+    if dead then return reply(p, 'dead') end
+  end
+
+  local function defer(code)
+    if p.status == 'pending' and defer_ms > 0 then
+      redis.call('ZADD', KEYS[K_PENDING], now + defer_ms, member(id, p))
+    end
+    count('deferred_' .. code)
+    return reply(p, code)
+  end
+
+  if window > 0 then
+    local held = tonumber(redis.call('HGET', KEYS[K_INFLIGHT], node) or '0')
+    if held >= window then return defer('window') end
+  end
+
+  local probe = false
+  if breaker_on then
+    local b = redis.call('HMGET', KEYS[K_BREAKER], 'state', 'opened_at', 'probes')
+    local state = b[1] or 'closed'
+    if state ~= 'closed' then
+      local opened = tonumber(b[2] or '0')
+      local open_ms = tonumber(ARGV[9])
+      if state == 'open' then
+        if now < opened + open_ms then return defer('breaker') end
+        redis.call('HSET', KEYS[K_BREAKER], 'state', 'half_open', 'probes', 0, 'half_open_at', now)
+        b[3] = '0'
+      elseif now >= tonumber(redis.call('HGET', KEYS[K_BREAKER], 'half_open_at') or '0') + open_ms then
+        -- probes that never reported (their worker died) free their slots
+        redis.call('HSET', KEYS[K_BREAKER], 'probes', 0, 'half_open_at', now)
+        b[3] = '0'
+      end
+      if tonumber(b[3] or '0') >= tonumber(ARGV[10]) then return defer('breaker') end
+      redis.call('HINCRBY', KEYS[K_BREAKER], 'probes', 1)
+      probe = true
+    end
+  end
+
+  if preempt then
+    lease_clear(i, p)
+    count('preempted')
+  end
+  p.fence = (p.fence or 0) + 1
+  p.attempts = (p.attempts or 0) + 1
+  p.probe = probe and 1 or nil
+  p.hb = now
+  move(id, p, target, now, now + lease_ms, node)
+  lease_set(i, p, now, lease_ms)
+  p_save(i, id, p)
+  claims = claims + 1
+  return reply(p, preempt and 'preempted' or 'ok')
 end
 
-if preempt then
-  lease_clear(1, p)
-  count('preempted')
+if #parts > 1 then batch_stats() end
+for i, p in ipairs(parts) do
+  claim_one(i, ARGV[FIRST + i - 1], p)
 end
-p.fence = (p.fence or 0) + 1
-p.attempts = (p.attempts or 0) + 1
-p.probe = probe and 1 or nil
-p.hb = now
-move(id, p, target, now, now + lease_ms, node)
-lease_set(1, p, now, lease_ms)
-p_save(1, id, p)
-count('claims')
-return reply(preempt and 'preempted' or 'ok')
+if claims > 0 then count('claims', claims) end
+flush_stats()
+return out

@@ -1,25 +1,57 @@
--- complete.lua: the owner reports a partition done.
+-- complete.lua: owners report partitions done. One call may complete
+-- several partitions of one node (complete_many); each is accepted only
+-- from that node with the partition's current fence.
 --
--- KEYS: the common keys of _lib.lua, then the storage of partition 1.
--- ARGV[1] partition id
--- ARGV[2] node id of the owner
--- ARGV[3] fence token the owner got from its claim
--- ARGV[4] items processed (integer >= 0)
--- ARGV[5] '1' = record a success with the circuit breaker
--- Reply: {'ok', version} or {'stale'|'missing', fence, status, node}
+-- KEYS: the common keys of _lib.lua, then the storage of partitions 1..n.
+-- ARGV[1] node id of the owner
+-- ARGV[2] '1' = record a success with the circuit breaker
+-- ARGV[3..] triples: partition id, fence token the owner got from its
+--          claim, items processed (integer >= 0)
+-- Reply: 4 items per partition, in order: 'ok', version, '', ''
+--        or 'stale'|'missing', current fence, status, node
 
-local id, node, fence = ARGV[1], ARGV[2], ARGV[3]
+local node = ARGV[1]
 local now = now_ms()
-local p = p_load(1, id)
-if not owned(p, node, fence) then return stale(p) end
 
-local items = tonumber(ARGV[4])
-lease_clear(1, p)
-p.items = items
-p.error = nil
-p.probe = nil
-move(id, p, 'completed', now)
-p_save(1, id, p)
-count('items', items)
-if ARGV[5] == '1' then breaker_success() end
-return {'ok', p.version}
+-- Read (and so validate) every partition before changing anything; an id
+-- named twice shares one table, so its second completion is stale.
+local parts, seen = {}, {}
+local i = 0
+for a = 3, #ARGV, 3 do
+  i = i + 1
+  local id = ARGV[a]
+  if seen[id] == nil then seen[id] = p_load(i, id) or false end
+  parts[i] = seen[id]
+end
+
+local out = {}
+local done, items_total = 0, 0
+if #parts > 1 then batch_stats() end
+i = 0
+for a = 3, #ARGV, 3 do
+  i = i + 1
+  local id, fence, p = ARGV[a], ARGV[a + 1], parts[i] or nil
+  local r
+  if not owned(p, node, fence) then
+    r = stale(p)
+  else
+    local items = tonumber(ARGV[a + 2])
+    lease_clear(i, p)
+    p.items = items
+    p.error = nil
+    p.probe = nil
+    move(id, p, 'completed', now)
+    p_save(i, id, p)
+    done = done + 1
+    items_total = items_total + items
+    r = {'ok', p.version, '', ''}
+  end
+  local n = #out
+  out[n + 1], out[n + 2], out[n + 3], out[n + 4] = r[1], r[2], r[3], r[4]
+end
+if done > 0 then
+  count('items', items_total)
+  if ARGV[2] == '1' then breaker_success() end
+end
+flush_stats()
+return out
