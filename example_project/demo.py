@@ -100,9 +100,13 @@ class Processes:
         return [p for p in self.procs if p.popen.poll() is not None]
 
     def stop(self, timeout: float = 15.0) -> None:
-        """SIGTERM every group (warm shutdown), wait, SIGKILL what is left."""
+        """SIGTERM every worker and beat (a warm shutdown: running partitions
+        finish or go back to pending), wait, then SIGKILL what is left."""
         for p in self.procs:
-            _signal_group(p.popen, signal.SIGTERM)
+            # the main process only: a SIGTERM to its pool children would
+            # kill the partitions they run instead of letting them finish
+            with contextlib.suppress(ProcessLookupError):
+                p.popen.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + timeout
         for p in self.procs:
             try:
