@@ -258,7 +258,7 @@ def start_worker(url: str, concurrency: int, workdir: Path,
 
 def stop_worker(proc: subprocess.Popen, timeout: float = 15) -> None:
     if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
+        proc.send_signal(signal.SIGTERM)  # warm shutdown (not the pool children: they'd die)
         try:
             proc.wait(timeout)
         except subprocess.TimeoutExpired:
