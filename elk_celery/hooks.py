@@ -9,7 +9,9 @@ the job must never break it.
 from __future__ import annotations
 
 import logging
-from typing import Any
+import time
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 log = logging.getLogger("elk_celery.hooks")
 
@@ -88,3 +90,17 @@ class HookChain(Hooks):
                         log.exception("elk hook %s.%s failed", type(h).__name__, name)
             return call
         return object.__getattribute__(self, name)
+
+
+@contextmanager
+def timed(hooks: Hooks, operation: str) -> Iterator[None]:
+    """Report one Redis call's duration and error to ``hooks.on_redis_call``."""
+    t0 = time.perf_counter()
+    err: BaseException | None = None
+    try:
+        yield
+    except BaseException as exc:
+        err = exc
+        raise
+    finally:
+        hooks.on_redis_call(operation, time.perf_counter() - t0, err)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import PlannerError, StaleLeaderError
 from ..planners import checked_next_max, checked_size
 from ..worker.node import node_id
+from ..hooks import timed
 
 if TYPE_CHECKING:
     from ..app import Elk, Job
@@ -38,7 +39,8 @@ def tick_job(job: Job, node: str | None = None) -> dict[str, Any]:
     node = node or node_id()
     store, hooks = job.store, job.elk.hooks
     t0 = time.perf_counter()
-    state = store.leader_acquire(node)
+    with timed(hooks, "leader"):
+        state = store.leader_acquire(node)
     out: dict[str, Any] = {"role": state.role, "epoch": state.epoch, "holder": state.holder}
     if state.is_leader:
         try:
@@ -71,7 +73,8 @@ def check_gaps(job: Job, epoch: int, full: bool) -> dict[str, int]:
     mode = "full" if full else "incremental"
     detector = GapDetector(job.store, job.planner)
     try:
-        report = detector.detect(mode)
+        with timed(job.elk.hooks, "gaps"):
+            report = detector.detect(mode)
         filled = detector.fill(report, epoch) if report.with_data else []
     except PlannerError as exc:
         log.error("elk: %s: gap check stopped: %s", job.namespace, exc)
@@ -94,7 +97,8 @@ def compact(job: Job, epoch: int, budget_s: float = 0.05) -> int:
         excess = int(store.redis.zcard(store.keys.ids)) - keep
         if excess <= 0:
             break
-        n = compact_completed(store, min(500, excess), epoch).compacted
+        with timed(job.elk.hooks, "compact"):
+            n = compact_completed(store, min(500, excess), epoch).compacted
         done += n
         if n == 0:
             break
@@ -105,7 +109,8 @@ def recover(job: Job, epoch: int) -> tuple[int, int]:
     store = job.store
     if not store.redis.zcard(store.keys.leases):
         return 0, 0
-    back, failed = store.recover(epoch)
+    with timed(job.elk.hooks, "recover"):
+        back, failed = store.recover(epoch)
     if back or failed:
         log.warning("elk: %s: recovered partitions %s%s", job.namespace, back,
                     f", failed for good {failed}" if failed else "")
@@ -138,7 +143,8 @@ def plan(job: Job, epoch: int, live: int) -> tuple[int, int | None, str | None]:
             from ..models import Partition
             batch = [Partition(partition_id=first + i, min_id=cursor + i * size,
                                max_id=min(cursor + (i + 1) * size - 1, nxt)) for i in range(n)]
-            reply = store.strategy._create(batch, epoch, str(cursor), str(nxt + 1))
+            with timed(job.elk.hooks, "create"):
+                reply = store.strategy._create(batch, epoch, str(cursor), str(nxt + 1))
             if reply[0] == "stale_leader":
                 raise StaleLeaderError(f"{job.namespace}: epoch {epoch} deposed")
             if reply[0] != "ok":
@@ -159,7 +165,8 @@ def dispatch(job: Job, epoch: int) -> int:
     """Send one task message per due pending partition."""
     store, s = job.store, job.settings
     t0 = time.perf_counter()
-    due = store.dispatch(epoch, s.dispatch_batch)
+    with timed(job.elk.hooks, "dispatch"):
+        due = store.dispatch(epoch, s.dispatch_batch)
     if not due:
         return 0
     task = job.task

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from celery import Task
 
 from ..errors import LeaseLost, ProcessorError, StaleFenceError
+from ..hooks import timed
 from .lease import Held, keeper
 from .node import is_registered, node_id
 
@@ -86,15 +87,9 @@ def run_partition(task: Task, job: Job, partition_id: int, min_id: int, max_id: 
     node = node_id()
     ns, name = job.namespace, task.name
     t0 = time.perf_counter()
-    err: BaseException | None = None
-    try:
+    with timed(hooks, "claim"):
         c = store.strategy.claim(partition_id, node, window=s.task_window,
                                  require_live_node=is_registered())
-    except BaseException as exc:
-        err = exc
-        raise
-    finally:
-        hooks.on_redis_call("claim", time.perf_counter() - t0, err)
     queued = (time.time() * 1000 - dispatched_at) / 1000 if dispatched_at else None
     hooks.on_claim(ns, node, name, c.code, duration=time.perf_counter() - t0, queued=queued)
     if not c.ok:
@@ -118,7 +113,8 @@ def run_partition(task: Task, job: Job, partition_id: int, min_id: int, max_id: 
         finally:
             held.stop_interrupts()
         items = _validate_items(result, lo, hi)
-        store.strategy.complete_partition(partition_id, node, c.fence, items)
+        with timed(hooks, "complete"):
+            store.strategy.complete_partition(partition_id, node, c.fence, items)
     except LeaseLost:
         outcome = "lost"
     except StaleFenceError as exc:
@@ -131,8 +127,9 @@ def run_partition(task: Task, job: Job, partition_id: int, min_id: int, max_id: 
             retryable = not isinstance(exc, ProcessorError)
             text = f"{type(exc).__name__}: {exc}\n" + "".join(traceback.format_exc(limit=-8))
             try:
-                outcome, delay = store.strategy.fail_partition(
-                    partition_id, node, c.fence, text, retryable=retryable)
+                with timed(hooks, "fail"):
+                    outcome, delay = store.strategy.fail_partition(
+                        partition_id, node, c.fence, text, retryable=retryable)
             except StaleFenceError:
                 outcome = "stale"
             else:
