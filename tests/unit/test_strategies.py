@@ -792,3 +792,49 @@ def test_batched_calls_survive_a_script_cache_flush(private_redis, strategy_cls)
     assert all(isinstance(v, int) for v in s.complete_many("n1", [(c.partition_id, c.fence, 1)
                                                                    for c in claims]))
     client.close()
+
+
+def test_create_batches_past_stored_ranges_and_overlapping_a_batch_span(strategy):
+    # the fast path (nothing stored meets the batch's span) and the slow one
+    strategy.create_partitions_if_not_exist(parts(5, 6))  # 51..70
+    strategy.create_partitions_if_not_exist(parts(7, 8, 9))  # after: fast path
+    strategy.create_partitions_if_not_exist(parts(0, 1, 2))  # before: fast path
+    # span 31..100 meets 51..90, but the new ranges themselves don't overlap
+    strategy.create_partitions_if_not_exist(parts(3, 10))
+    with pytest.raises(PartitionConflict, match="overlaps partition 5:51:60"):
+        strategy.create_partitions_if_not_exist(
+            parts(4) + [{"partition_id": 11, "min_id": 60, "max_id": 60}])
+    # a stored range that starts before the span and reaches into it
+    with pytest.raises(PartitionConflict, match="overlaps partition 10:101:110"):
+        strategy.create_partitions_if_not_exist([{"partition_id": 12, "min_id": 105, "max_id": 200}])
+    assert strategy.get_partition(4) is None and strategy.get_partition(11) is None
+    assert [p.partition_id for p in strategy.get_all_partitions()] == [0, 1, 2, 3, 5, 6, 7, 8, 9, 10]
+    check_invariants(strategy)
+
+
+def test_only_a_probe_success_closes_the_breaker(make_strategy):
+    s = make_strategy(**BREAKER)
+    s.create_partitions_if_not_exist(parts(*range(1, 8)))
+    early = s.claim(7, "slow")  # running since before the trip
+    for pid in (1, 2, 3):
+        _fail(s, pid)
+    s.complete_partition(7, "slow", early.fence, 1)  # proves nothing about recovery
+    assert _breaker(s)["state"] == "open"
+    probe = eventually(lambda: (lambda c: c if c.ok else None)(s.claim(4, "n1")))
+    assert _breaker(s)["state"] == "half_open"
+    s.complete_partition(4, "n1", probe.fence, 1)
+    assert _breaker(s)["state"] == "closed"
+
+
+def test_a_breaker_refusal_resends_when_probes_are_admitted(redis_client, strategy_cls, namespace):
+    s = strategy_cls(redis_client, namespace, ElkSettings(
+        **{**BREAKER, "circuit_breaker_open_timeout": 30}, defer_delay=1))
+    s.create_partitions_if_not_exist(parts(*range(1, 6)))
+    for pid in (1, 2, 3):
+        _fail(s, pid)
+    assert s.claim(4, "n1").code == "breaker"
+    opened = int(_breaker(s)["opened_at"])
+    member = next(m for m in redis_client.zrange(s.keys.pending, 0, -1)
+                  if text(m).startswith("4:"))
+    # re-sent when the open timeout ends, not every defer_delay meanwhile
+    assert redis_client.zscore(s.keys.pending, member) == opened + 30_000

@@ -29,6 +29,21 @@ local fresh = {}
 -- IDs below the watermark were completed and compacted away: they are no
 -- longer in `ids`, so the overlap check below could not see them
 local watermark = redis.call('HGET', KEYS[K_META], 'watermark')
+-- Fast path: when no stored partition meets the span of the whole batch
+-- (the usual case: planning goes past every stored range), no new range can
+-- overlap one, and the two range queries per partition below are skipped.
+-- (The batch's own ranges are disjoint: checked by the caller.)
+local lo_s, lo, hi
+for _, q in ipairs(batch) do
+  local a, b = tonumber(q.min), tonumber(q.max)
+  if not lo or a < lo then lo, lo_s = a, q.min end
+  if not hi or b > hi then hi = b end
+end
+local span_free = false
+if lo and #redis.call('ZRANGEBYSCORE', KEYS[K_IDS], lo_s, hi, 'LIMIT', 0, 1) == 0 then
+  local before = redis.call('ZREVRANGEBYSCORE', KEYS[K_IDS], '(' .. lo_s, '-inf', 'LIMIT', 0, 1)
+  span_free = not before[1] or tonumber(string.match(before[1], ':(%-?%d+)$')) < lo
+end
 for i, q in ipairs(batch) do
   local id = tostring(q.id)
   local p = p_load(i, id)
@@ -40,6 +55,8 @@ for i, q in ipairs(batch) do
   elseif watermark and tonumber(q.min) < tonumber(watermark) then
     error({err = 'ELK_CONFLICT range ' .. q.min .. '..' .. q.max .. ' of partition ' .. id ..
       ' starts below the watermark ' .. watermark .. ' (those IDs are completed and compacted)'})
+  elseif span_free then
+    fresh[#fresh + 1] = {i, id, q}
   else
     -- another partition starting inside [min, max]?
     local inside = redis.call('ZRANGEBYSCORE', KEYS[K_IDS], q.min, q.max, 'LIMIT', 0, 1)
@@ -57,6 +74,7 @@ for i, q in ipairs(batch) do
   end
 end
 
+if #fresh > 1 then batch_stats() end
 for _, f in ipairs(fresh) do
   local i, id, q = f[1], f[2], f[3]
   local p = {id = tonumber(id), min = q.min, max = q.max, opts = q.opts or '', fence = 0,
@@ -74,4 +92,5 @@ if top > tonumber(redis.call('HGET', KEYS[K_META], 'next_pid') or '0') then
   redis.call('HSET', KEYS[K_META], 'next_pid', top)
 end
 if ARGV[2] ~= '' then redis.call('HSET', KEYS[K_META], 'cursor', ARGV[3]) end
+flush_stats()
 return {'ok', #fresh}
