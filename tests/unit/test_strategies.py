@@ -7,7 +7,7 @@ import time
 import pytest
 import redis
 
-from elk_celery import (CorruptPartition, ElkError, HashPartitionStrategy, InvalidPartition,
+from elk_celery import (CorruptPartition, ElkError, ElkSettings, HashPartitionStrategy, InvalidPartition,
                         Partition, PartitionConflict, SimpleStrategy, StaleFenceError, Status,
                         StrategyType, VersionConflict)
 from elk_celery.store.connection import text

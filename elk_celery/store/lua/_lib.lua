@@ -153,11 +153,15 @@ local function stale(p)
 end
 
 -- Circuit breaker bookkeeping, in the same call as the outcome it records.
-local function breaker_success()
-  local state = redis.call('HGET', KEYS[K_BREAKER], 'state')
-  redis.call('HSET', KEYS[K_BREAKER], 'consecutive', 0)
-  if state == 'half_open' or state == 'open' then
-    redis.call('HSET', KEYS[K_BREAKER], 'state', 'closed', 'probes', 0, 'closed_at', now_ms())
+-- Only a probe's success closes a half-open breaker; a partition that was
+-- already running when the breaker opened proves nothing about recovery.
+local function breaker_success(probe)
+  local state = redis.call('HGET', KEYS[K_BREAKER], 'state') or 'closed'
+  if state == 'closed' then
+    redis.call('HSET', KEYS[K_BREAKER], 'consecutive', 0)
+  elseif state == 'half_open' and probe then
+    redis.call('HSET', KEYS[K_BREAKER], 'state', 'closed', 'probes', 0, 'consecutive', 0,
+      'closed_at', now_ms())
     redis.call('DEL', KEYS[K_BREAKER_FAILS])
   end
 end

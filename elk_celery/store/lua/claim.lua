@@ -75,9 +75,11 @@ local function claim_one(i, id, p)
     if dead then return reply(p, 'dead') end
   end
 
-  local function defer(code)
+  -- resend after defer_ms, or when the breaker admits probes if later
+  -- (no point sending the backlog round every second while it is open)
+  local function defer(code, until_ms)
     if p.status == 'pending' and defer_ms > 0 then
-      redis.call('ZADD', KEYS[K_PENDING], now + defer_ms, member(id, p))
+      redis.call('ZADD', KEYS[K_PENDING], math.max(now + defer_ms, until_ms or 0), member(id, p))
     end
     count('deferred_' .. code)
     return reply(p, code)
@@ -96,7 +98,7 @@ local function claim_one(i, id, p)
       local opened = tonumber(b[2] or '0')
       local open_ms = tonumber(ARGV[9])
       if state == 'open' then
-        if now < opened + open_ms then return defer('breaker') end
+        if now < opened + open_ms then return defer('breaker', opened + open_ms) end
         redis.call('HSET', KEYS[K_BREAKER], 'state', 'half_open', 'probes', 0, 'half_open_at', now)
         b[3] = '0'
       elseif now >= tonumber(redis.call('HGET', KEYS[K_BREAKER], 'half_open_at') or '0') + open_ms then

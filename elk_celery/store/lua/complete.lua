@@ -17,6 +17,7 @@ local now = now_ms()
 -- named twice shares one table, so its second completion is stale.
 local parts, seen = {}, {}
 local i = 0
+local probe = false
 for a = 3, #ARGV, 3 do
   i = i + 1
   local id = ARGV[a]
@@ -39,6 +40,7 @@ for a = 3, #ARGV, 3 do
     lease_clear(i, p)
     p.items = items
     p.error = nil
+    if p.probe then probe = true end
     p.probe = nil
     move(id, p, 'completed', now)
     p_save(i, id, p)
@@ -51,7 +53,7 @@ for a = 3, #ARGV, 3 do
 end
 if done > 0 then
   count('items', items_total)
-  if ARGV[2] == '1' then breaker_success() end
+  if ARGV[2] == '1' then breaker_success(probe) end
 end
 flush_stats()
 return out
