@@ -26,10 +26,12 @@ def test_the_stack_has_every_service(compose):
 
 def test_published_ports(compose):
     ports = {name: s.get("ports", []) for name, s in services(compose).items()}
-    assert "5555:5555" in ports["flower"]
-    assert "9090:9090" in ports["prometheus"]
-    assert "3000:3000" in ports["grafana"]
-    published = [p.split(":")[0] for ps in ports.values() for p in ps]
+    # published on the host's loopback only (security by default)
+    assert "127.0.0.1:5555:5555" in ports["flower"]
+    assert "127.0.0.1:9090:9090" in ports["prometheus"]
+    assert "127.0.0.1:3000:3000" in ports["grafana"]
+    published = [p.rsplit(":", 1)[0] for ps in ports.values() for p in ps if ":" in p]
+    assert all(p.startswith("127.0.0.1:") for p in published), published
     assert len(published) == len(set(published)), "two services publish the same host port"
 
 
