@@ -48,7 +48,7 @@ local STATS_DELTA = nil
 local function stat(field, n)
   if STATS_DELTA then
     STATS_DELTA[field] = (STATS_DELTA[field] or 0) + n
-  else
+  elseif n ~= 0 then  -- also keeps Lua's -0 ("-0", refused by HINCRBY) away
     redis.call('HINCRBY', KEYS[K_STATS], field, n)
   end
 end
