@@ -58,7 +58,7 @@ ROOT = HERE.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from elk_celery import Elk, RangePlanner, get_elk, partitioned_task  # noqa: E402
+from elk_celery import Elk, Hooks, RangePlanner, get_elk, partitioned_task  # noqa: E402
 
 TARGET = 0.8
 PHASES = ("plain", "elk", "plain-acks-late")
@@ -68,6 +68,21 @@ CONCURRENCY = int(os.environ.get("ELK_BENCH_CONCURRENCY") or 2)
 BIG = int(os.environ.get("ELK_BENCH_BIG") or 100_000)
 MAX_KEY = f"{NS}:max_id"        # the elk job's planner reads its max ID here
 PLAIN_KEY = f"{NS}:plain_done"  # plain tasks INCR this
+LEADER_KEY = f"{NS}:leader"     # seconds the leader spent planning and sending
+
+
+class LeaderTimes(Hooks):
+    """Adds up the leader's planning and dispatch time (in the worker)."""
+
+    def on_planned(self, namespace: str, *, created: int, duration: float, **_: Any) -> None:
+        if created:
+            client().hincrbyfloat(LEADER_KEY, "plan_s", duration)
+            client().hincrby(LEADER_KEY, "planned", created)
+
+    def on_dispatched(self, namespace: str, *, sent: int, duration: float) -> None:
+        client().hincrbyfloat(LEADER_KEY, "dispatch_s", duration)
+        client().hincrby(LEADER_KEY, "sent", sent)
+
 
 app = Celery("bench_e2e", broker=URL)
 app.conf.update(
@@ -87,7 +102,7 @@ app.conf.update(
     elk_metrics_port=(int(os.environ["ELK_BENCH_METRICS_PORT"])
                       if os.environ.get("ELK_BENCH_METRICS_PORT") else None),
 )
-Elk(app)
+Elk(app, hooks=[LeaderTimes()])
 
 _client: redis.Redis | None = None
 
@@ -180,6 +195,7 @@ class Bench:
         self.n, self.timeout, self.worker, self.log = n, timeout, worker, log
         self.store = get_elk(app).store(NS)
         self.publish_cpu = 0.0
+        self.leader = (0.0, 0.0, 0)
 
     def check_worker(self) -> None:
         if self.worker.poll() is not None:
@@ -216,6 +232,7 @@ class Bench:
         s = self.store.strategy
         done0 = s.get_partition_stats().completed_count
         first_pid = int(self.r.hget(self.store.keys.meta, "next_pid") or 0)
+        self.r.delete(LEADER_KEY)
         self.r.incrby(MAX_KEY, n)
         first: list[Any] = []
 
@@ -227,7 +244,10 @@ class Bench:
         wait_until(created, self.timeout, f"the leader to plan partition {first_pid}", poll=0.002)
         self._wait(lambda: s.get_partition_stats().completed_count >= done0 + n,
                    f"{n} elk partitions")
-        return server_now(self.r) - first[0]
+        secs = server_now(self.r) - first[0]
+        lt = {k.decode(): float(v) for k, v in self.r.hgetall(LEADER_KEY).items()}
+        self.leader = (lt.get("plan_s", 0.0), lt.get("dispatch_s", 0.0), int(lt.get("sent", 0)))
+        return secs
 
 
 def _die_with_parent() -> None:
@@ -343,6 +363,11 @@ def run(args: argparse.Namespace) -> int:
                 print(f"  round {rnd}: {name:<16} {args.n} in {secs:6.2f}s = {args.n / secs:7.1f}/s;"
                       f"  CPU ms/task: worker {per[0]:.2f}, redis {per[1]:.2f}, producer {per[2]:.2f}",
                       flush=True)
+                if name == "elk":
+                    plan_s, send_s, sent = b.leader
+                    print(f"           leader: planning {plan_s:.2f}s, sending {sent} messages "
+                          f"{send_s:.2f}s ({1000 * send_s / max(sent, 1):.2f} ms each), in a pool process",
+                          flush=True)
         stats = b.store.strategy.get_partition_stats()
     finally:
         stop_worker(worker)
