@@ -80,6 +80,8 @@ class ElkWorkerStep(bootsteps.StartStopStep):
         super().__init__(worker, **kwargs)
         self.heartbeat: Heartbeat | None = None
         self.leader_loop: LeaderLoop | None = None
+        self.metrics_server: Any = None
+        self._left = False
         set_node_id(new_node_id(getattr(worker, "hostname", None)), registered=True)
         from ..app import get_elk
         from ..metrics_bridge import prepare_metrics
@@ -105,19 +107,42 @@ class ElkWorkerStep(bootsteps.StartStopStep):
         _RUNNING[id(worker.app)] = self
         log.info("elk: node %s serves %s", node, ", ".join(sorted(elk.jobs)) or "no jobs yet")
         from ..metrics_bridge import start_metrics_if_configured
-        start_metrics_if_configured(elk)
+        self.metrics_server = start_metrics_if_configured(elk)
 
     def stop(self, worker: Any) -> None:
-        # Heartbeats go on until the pool has drained: the worker_shutdown
-        # handler (drain_and_unregister) ends them.
-        pass
+        """Warm shutdown: the consumer no longer takes tasks; keep heartbeating
+        until the pool has finished this node's partitions, then leave.
+        (Whether Celery stops this step before or after the pool, the wait
+        ends when the node holds nothing.)"""
+        from ..app import get_elk
+        elk = get_elk(worker.app)
+        errors = 0
+        while errors < 5 and not self._left:
+            try:
+                if not any(job.store.redis.hget(job.store.keys.inflight, node_id())
+                           for job in elk.jobs.values()):
+                    break
+            except Exception:  # noqa: BLE001 - Redis away: don't hang shutdown on it
+                errors += 1
+            time.sleep(0.2)
+        drain_and_unregister(elk, self)
+
+    def terminate(self, worker: Any) -> None:
+        """Cold shutdown: give everything back at once."""
+        from ..app import get_elk
+        drain_and_unregister(get_elk(worker.app), self)
 
 
 _RUNNING: dict[int, ElkWorkerStep] = {}
 
 
 def drain_and_unregister(elk: Elk, step: ElkWorkerStep) -> None:
-    """After the pool drained: give back what the node still holds, leave."""
+    """After the pool drained: give back what the node still holds, leave.
+    Runs once, from the step's stop/terminate or the worker_shutdown signal."""
+    if step._left:
+        return
+    step._left = True
+    _RUNNING.pop(id(elk.app), None)
     node = node_id()
     if step.leader_loop is not None:
         step.leader_loop.stop()
@@ -133,6 +158,8 @@ def drain_and_unregister(elk: Elk, step: ElkWorkerStep) -> None:
             log.warning("elk: could not unregister from %s: %r", job.namespace, exc)
     if step.heartbeat is not None:
         step.heartbeat.stop()
+    if step.metrics_server is not None:
+        step.metrics_server.stop()
 
 
 def install_worker_side(elk: Elk) -> None:

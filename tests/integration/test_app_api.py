@@ -11,7 +11,7 @@ import pytest
 from celery import Celery
 from celery.contrib.testing.worker import start_worker
 
-from tests.conftest import wait_for
+from tests.conftest import cleanup_namespace, wait_for
 
 from elk_celery import (ConfigError, Elk, Hooks, PlannerError, RangePlanner, SQLPlanner, get_elk,
                         partitioned_task)
@@ -44,7 +44,7 @@ class Recorder(Hooks):
             self.calls.append(("tick", kw))
 
 
-def test_partitioned_task_before_and_after_elk(redis_url, namespace):
+def test_partitioned_task_before_and_after_elk(redis_url, redis_client, namespace):
     app = make_app(redis_url, namespace)
 
     @partitioned_task(namespace=f"{namespace}-a", planner=RangePlanner(max_id=10, size=5))
@@ -69,6 +69,8 @@ def test_partitioned_task_before_and_after_elk(redis_url, namespace):
     assert app.conf.worker_prefetch_multiplier == 1
     with pytest.raises(ConfigError, match="already called"):
         Elk(app)
+    for suffix in ("-a", "-b"):
+        cleanup_namespace(redis_client, namespace + suffix)
 
 
 def test_bad_settings_fail_at_start_naming_the_key(redis_url, namespace):
