@@ -24,7 +24,7 @@ from ..errors import ElkError
 from ..gaps import GapDetector
 from ..models import Status
 from . import _data
-from ._context import CLIState, Target, load_app, redact, state_of
+from ._context import CLIState, load_app, redact, state_of
 
 #: ``elk watch`` exit codes besides 0 (all done, none failed).
 EXIT_FAILED = 1

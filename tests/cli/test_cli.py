@@ -3,7 +3,6 @@ subprocesses (``python -m elk_celery.cli``, ``celery -A app elk``)."""
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import os
 import subprocess

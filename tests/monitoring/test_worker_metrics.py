@@ -113,7 +113,7 @@ def test_flower_shows_partition_tasks_by_range(cluster, redis_client, namespace,
     base = f"http://127.0.0.1:{port}"
     wait_for(lambda: get(f"{base}/healthcheck"), 60, lambda: "Flower to start\n" + flower.log())
     # a worker with task events (-E), started once Flower listens
-    args = ["worker", "-n", f"ev@%h", "-c", "2", "-P", "prefork", "-E", "--without-gossip",
+    args = ["worker", "-n", "ev@%h", "-c", "2", "-P", "prefork", "-E", "--without-gossip",
             "--without-mingle", "-l", "INFO", "-Q", namespace]
     c.procs.append(CeleryProc(args, c.env, tmp_path / "ev.log"))
     c.beat()

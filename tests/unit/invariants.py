@@ -4,7 +4,6 @@ from the partitions themselves."""
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from typing import Any, Callable
 
@@ -59,11 +58,5 @@ def check_invariants(strategy: PartitionStrategy) -> None:
 
 def eventually(fn: Callable[[], Any], timeout: float = 5.0, interval: float = 0.02) -> Any:
     """Poll ``fn`` until it returns something truthy; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s: {fn}")
-        time.sleep(interval)
+    from tests.conftest import wait_for
+    return wait_for(fn, timeout, f"{fn}", interval)
