@@ -69,8 +69,9 @@ class Proc:
 
 
 def _child_setup() -> None:
-    # the child leads its own process group (the demo signals the whole
-    # group: worker, pool children, beat) and gets SIGTERM if the demo dies
+    # the child leads its own process group (so Ctrl-C in the terminal reaches
+    # only the demo, which shuts the workers down in order; leftovers of the
+    # group are SIGKILLed at the end) and gets SIGTERM if the demo dies
     try:
         import ctypes
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
@@ -79,7 +80,7 @@ def _child_setup() -> None:
 
 
 class Processes:
-    """The demo's child processes; stopped in reverse order on exit."""
+    """The demo's child processes (celery workers and beat)."""
 
     def __init__(self, workdir: Path, env: dict[str, str]) -> None:
         self.workdir, self.env = workdir, env
