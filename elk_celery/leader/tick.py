@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any
 
 from ..errors import PlannerError, StaleLeaderError
@@ -22,6 +23,9 @@ log = logging.getLogger("elk_celery.leader")
 
 #: Bound on planning rounds per tick (each round asks the planner once).
 MAX_PLAN_ROUNDS = 200
+#: Messages per pipelined publish; small enough that the first ones of a
+#: big dispatch reach the broker at once.
+DISPATCH_FLUSH = 100
 
 
 def register_leader_tick(elk: Elk) -> None:
@@ -176,8 +180,14 @@ def dispatch(job: Job, epoch: int) -> int:
     if s.queue:
         opts["queue"] = s.queue
     with app.producer_or_acquire() as producer:
-        for pid, lo, hi in due:
-            task.apply_async((pid, lo, hi), {"dispatched_at": now_ms}, producer=producer,
-                             shadow=f"{job.namespace}[{lo}..{hi}]", **opts)
+        # kombu >= 5.7 can pipeline publishes: one Redis round trip per batch
+        # instead of one (and a fresh client) per message
+        batch = producer.batch(max_size=DISPATCH_FLUSH) if hasattr(producer, "batch") \
+            else nullcontext()
+        with batch:
+            for pid, lo, hi in due:
+                task.apply_async((pid, lo, hi), {"dispatched_at": now_ms}, producer=producer,
+                                 shadow=f"{job.namespace}[{lo}..{hi}]",
+                                 argsrepr=f"({pid}, {lo}, {hi})", kwargsrepr="{}", **opts)
     job.elk.hooks.on_dispatched(job.namespace, sent=len(due), duration=time.perf_counter() - t0)
     return len(due)

@@ -86,7 +86,7 @@ class LeaseKeeper:
     def renew_now(self) -> None:
         groups: dict[tuple[int, str], list[Held]] = {}
         for h in self.held():
-            if not h.lost:
+            if not h.lost and h.interruptible:  # a finished processor needs no lease
                 groups.setdefault((id(h.store), h.node_id), []).append(h)
         for (_, node), hs in groups.items():
             store = hs[0].store

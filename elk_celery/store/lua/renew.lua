@@ -7,7 +7,8 @@
 -- ARGV[2]  lease length, ms
 -- ARGV[3]  '1' = also move a 'claimed' partition to 'running'
 -- ARGV[4..] pairs: partition id, fence token
--- Reply: the ids whose lease is lost (not owned with that fence any more).
+-- Reply: the ids whose lease is lost (not owned with that fence any more;
+--        a partition this owner itself completed or failed is not lost).
 
 local node, lease_ms = ARGV[1], tonumber(ARGV[2])
 local now = now_ms()
@@ -18,7 +19,10 @@ for a = 4, #ARGV, 2 do
   i = i + 1
   local id, fence = ARGV[a], ARGV[a + 1]
   local p = p_load(i, id)
-  if dead or not owned(p, node, fence) then
+  if p and not HOLDS[p.status] and p.node == node and tostring(p.fence) == fence then
+    -- finished by this very owner between its last check and this call:
+    -- nothing was lost, nothing to renew
+  elseif dead or not owned(p, node, fence) then
     lost[#lost + 1] = id
   else
     p.hb = now
