@@ -242,3 +242,38 @@ def test_no_partition_below_the_watermark(redis_url, namespace):
     assert tick_job(job, node="L")["compacted"] == 1
     with pytest.raises(PartitionConflict, match="below the watermark 101"):
         strategy.create_partitions_if_not_exist([{"partition_id": 99, "min_id": 50, "max_id": 60}])
+
+
+def test_rabbitmq_broker_with_redis_state(redis_url, namespace):
+    """The broker need not be Redis: state in Redis, messages over AMQP."""
+    import socket
+    try:
+        socket.create_connection(("127.0.0.1", 5672), timeout=1).close()
+    except OSError:
+        pytest.skip("RabbitMQ is not reachable at 127.0.0.1:5672")
+    app = Celery(f"amqp-{namespace}", broker="amqp://guest:guest@127.0.0.1:5672//",
+                 set_as_current=False)
+    app.conf.update(task_default_queue=namespace, elk_leader_queue=f"{namespace}.leader",
+                    broker_connection_retry_on_startup=True, **FAST)
+    with pytest.raises(ConfigError, match="elk_redis_url is not set"):
+        Elk(app).settings
+    app2 = Celery(f"amqp2-{namespace}", broker="amqp://guest:guest@127.0.0.1:5672//",
+                  set_as_current=False)
+    app2.conf.update(task_default_queue=namespace, elk_leader_queue=f"{namespace}.leader",
+                     broker_connection_retry_on_startup=True, elk_redis_url=redis_url, **FAST)
+    elk = Elk(app2)
+    done: list[int] = []
+
+    @partitioned_task(namespace=namespace, planner=RangePlanner(max_id=500, size=100))
+    def over_amqp(min_id, max_id, options):
+        done.append(min_id)
+        return max_id - min_id + 1
+
+    job = elk.job(namespace)
+    with start_worker(app2, pool="threads", concurrency=2, perform_ping_check=False,
+                      loglevel="WARNING", shutdown_timeout=10):
+        def finished():
+            tick_job(job)
+            return job.store.strategy.get_partition_stats().completed_count == 5
+        wait_for(finished, 60, "5 partitions over RabbitMQ")
+    assert sorted(done) == [1, 101, 201, 301, 401]
