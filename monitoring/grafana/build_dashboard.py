@@ -22,9 +22,11 @@ RATE = "$__rate_interval"
 
 
 def cluster(metric: str, by: str = "", match: str = "") -> str:
-    """A cluster gauge, deduplicated over workers, summed over namespaces."""
+    """A cluster gauge, deduplicated over the workers that export it (every
+    worker reports the same Redis state: drop only the scrape's own labels,
+    so e.g. each status stays its own series), then summed."""
     sel = f"{metric}{{{NS}{',' + match if match else ''}}}"
-    inner = f"max by (namespace{', ' + by if by else ''}) ({sel})"
+    inner = f"max without (instance, job) ({sel})"
     return f"sum{' by (' + by + ')' if by else ''} ({inner})"
 
 
