@@ -59,7 +59,7 @@ class ElkSettings:
     #: A task refused by a full task window or an open breaker is re-sent after this.
     defer_delay: float = 1.0
     #: Max pending partitions planned ahead
-    #: (0 = max(dispatch_batch, live nodes x task_window x worker_partition_multiple)).
+    #: (0 = live nodes x task_window x worker_partition_multiple, as in the original).
     max_pending_partitions: int = 0
     #: Max task messages the leader sends per tick.
     dispatch_batch: int = 1000

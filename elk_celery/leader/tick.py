@@ -130,7 +130,8 @@ def plan(job: Job, epoch: int, live: int) -> tuple[int, int | None, str | None]:
     try:
         size = checked_size(planner)
         multiple = s.worker_partition_multiple
-        cap = s.max_pending_partitions or max(s.dispatch_batch, live * s.task_window * multiple)
+        # the seed's backlog: enough for every live node's window, a few rounds deep
+        cap = s.max_pending_partitions or live * s.task_window * multiple
         store.redis.hsetnx(store.keys.meta, "cursor", s.start_id)
         store.redis.hsetnx(store.keys.meta, "start_id", s.start_id)
         for _ in range(MAX_PLAN_ROUNDS):

@@ -195,7 +195,7 @@ def test_sql_planner_follows_the_table(tmp_path):
 
 
 def test_tick_refills_gaps_and_compacts_completed_prefix(redis_url, namespace):
-    app = make_app(redis_url, namespace, elk_keep_completed=2)
+    app = make_app(redis_url, namespace, elk_keep_completed=2, elk_max_pending_partitions=100)
     elk = Elk(app)
 
     @partitioned_task(namespace=namespace, planner=RangePlanner(max_id=1_000, size=100))
@@ -277,3 +277,22 @@ def test_rabbitmq_broker_with_redis_state(redis_url, namespace):
             return job.store.strategy.get_partition_stats().completed_count == 5
         wait_for(finished, 60, "5 partitions over RabbitMQ")
     assert sorted(done) == [1, 101, 201, 301, 401]
+
+
+def test_planning_stops_at_the_pending_backlog_cap(redis_url, namespace):
+    app = make_app(redis_url, namespace, elk_worker_partition_multiple=2)
+    elk = Elk(app)
+
+    @partitioned_task(namespace=namespace, planner=RangePlanner(max_id=10_000, size=100),
+                      task_window=3)
+    def capped(min_id, max_id, options):
+        return 0
+
+    job = elk.job(namespace)
+    # no live node yet: counts as one; cap = 1 x window 3 x multiple 2
+    assert tick_job(job, node="L")["created"] == 6
+    assert tick_job(job, node="L")["created"] == 0  # backlog full
+    c = job.store.strategy.claim(0, "n1")
+    job.store.strategy.complete_partition(0, "n1", c.fence, 1)
+    # one planning round (range = size x 1 node x multiple 2 = 2 partitions)
+    assert tick_job(job, node="L")["created"] == 2
