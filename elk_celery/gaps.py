@@ -55,6 +55,7 @@ from .models import Partition
 from .planners import checked_next_max, checked_size
 from .store.connection import text
 from .store.namespace import NamespaceStore
+from .compaction import CompactResult, compact_all, compact_completed  # noqa: F401 - re-exported
 
 MODES = ("incremental", "full")
 
@@ -168,12 +169,6 @@ class GapReport:
             "scanned": self.scanned, "elapsed_ms": round(self.elapsed_ms, 3),
             "fallback_reason": self.fallback_reason, "planner_error": self.planner_error,
         }
-
-
-@dataclass(frozen=True)
-class CompactResult:
-    compacted: int
-    watermark: int | None
 
 
 def _parse(member: Any) -> tuple[int, int, int]:
@@ -483,41 +478,6 @@ class GapDetector:
     # -- compaction -----------------------------------------------------------------
     def compact(self, limit: int = 500, epoch: int | str = "") -> CompactResult:
         return compact_completed(self.store, limit, epoch)
-
-
-def compact_completed(store: NamespaceStore, limit: int = 500,
-                      epoch: int | str = "") -> CompactResult:
-    """Forget the contiguous completed partitions at the low end of the job
-    (at most ``limit`` per call), moving meta ``watermark`` past them.
-
-    Stats (total, completed, items) are unchanged; ``compacted`` counts.
-    Compacted partitions are gone from storage: get_partition / get_all
-    no longer return them. Call it again while it returns ``limit``.
-    """
-    members = [text(m) for m in store.redis.zrange(store.keys.ids, 0, max(1, limit) - 1)]
-    if not members:
-        return CompactResult(0, _int(store.redis.hget(store.keys.meta, "watermark")))
-    ids = [m.split(":", 1)[0] for m in members]
-    reply = store.strategy._run("compact", ids, [epoch, store.settings.start_id, *members])
-    if text(reply[0]) != "ok":
-        raise StaleLeaderError(f"{store.namespace}: epoch {epoch} is no longer the leader's")
-    done = int(reply[1])
-    return CompactResult(done, int(text(reply[2])) if done else
-                         _int(store.redis.hget(store.keys.meta, "watermark")))
-
-
-def compact_all(store: NamespaceStore, limit: int = 500, epoch: int | str = "",
-                budget_s: float | None = None) -> CompactResult:
-    """Call :func:`compact_completed` until the completed prefix is gone, or
-    until ``budget_s`` seconds have passed (a leader tick's share)."""
-    deadline = None if budget_s is None else time.monotonic() + budget_s
-    total, wm = 0, None
-    while True:
-        res = compact_completed(store, limit, epoch)
-        total += res.compacted
-        wm = res.watermark
-        if res.compacted < limit or (deadline is not None and time.monotonic() >= deadline):
-            return CompactResult(total, wm)
 
 
 __all__ = ["Gap", "GapReport", "FailedRange", "GapDetector", "CompactResult",

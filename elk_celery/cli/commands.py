@@ -471,7 +471,7 @@ def reset(ctx: click.Context, namespaces: tuple[str, ...], yes: bool) -> None:
 @click.pass_context
 def compact(ctx: click.Context, namespaces: tuple[str, ...], limit: int, as_json: bool) -> None:
     """Forget the completed prefix of each job (counts stay; memory shrinks)."""
-    from ..gaps import compact_all
+    from ..compaction import compact_all
     st = state_of(ctx)
     result = []
     for t in st.targets(namespaces):

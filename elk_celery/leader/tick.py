@@ -93,7 +93,7 @@ def check_gaps(job: Job, epoch: int, full: bool) -> dict[str, int]:
 def compact(job: Job, epoch: int, budget_s: float = 0.05) -> int:
     """Fold the oldest completed partitions into the watermark, keeping the
     newest ``keep_completed`` readable."""
-    from ..gaps import compact_completed
+    from ..compaction import compact_completed
     store, keep = job.store, job.settings.keep_completed
     done = 0
     deadline = time.monotonic() + budget_s
