@@ -29,11 +29,14 @@ records = sa.Table(
 
 
 def normalize_db_url(url: str) -> sa.engine.URL:
-    """``postgresql://`` with psycopg 3 when psycopg2 is not installed."""
+    """``postgresql://`` with whichever driver is installed (psycopg 3
+    preferred; SQLAlchemy's default for the bare scheme differs by version)."""
     u = sa.engine.make_url(url)
     if u.drivername == "postgresql":
-        if importlib.util.find_spec("psycopg2") is None and importlib.util.find_spec("psycopg"):
+        if importlib.util.find_spec("psycopg"):
             u = u.set(drivername="postgresql+psycopg")
+        elif importlib.util.find_spec("psycopg2"):
+            u = u.set(drivername="postgresql+psycopg2")
     return u
 
 
