@@ -21,6 +21,12 @@ COMMON = (
 )
 
 
+def registry_key(prefix: str = "elk") -> str:
+    """The set of namespaces ever served under ``prefix`` (operators list them
+    from here instead of scanning Redis). Outside any namespace's hash tag."""
+    return f"{prefix}:namespaces"
+
+
 def check_namespace(namespace: str) -> str:
     if not isinstance(namespace, str) or not _NAMESPACE.match(namespace):
         raise ConfigError(

@@ -96,7 +96,7 @@ class ElkSettings:
         """Keyword arguments win over ``conf['elk_<name>']``, which wins over defaults."""
         values: dict[str, Any] = {}
         try:
-            present = [k for k in conf.keys() if isinstance(k, str) and k.startswith(PREFIX)]
+            present = [k for k in list(conf) if isinstance(k, str) and k.startswith(PREFIX)]
         except Exception:  # a conf object without keys(): nothing to check
             present = []
         known = {PREFIX + f.name for f in fields(cls)} | OTHER_KEYS

@@ -41,6 +41,8 @@ def cleanup_namespace(client: redis.Redis, namespace: str, key_prefix: str = "el
     for member in client.zrange(keys.ids, 0, -1):
         pid = (member.decode() if isinstance(member, bytes) else member).split(":", 1)[0]
         names += [keys.partition(pid), keys.lock(pid)]
+    from elk_celery.keys import registry_key
+    client.srem(registry_key(key_prefix), namespace)
     deleted = 0
     for start in range(0, len(names), 500):
         deleted += client.delete(*names[start:start + 500])

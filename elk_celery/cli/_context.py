@@ -6,15 +6,13 @@ Precedence of the Redis URL: ``--redis-url``; the app's ``Elk`` settings
 it is Redis; ``$ELK_REDIS_URL``; ``redis://127.0.0.1:6379/0``.
 
 Namespaces: ``--namespace`` (repeatable); else the app's partitioned jobs;
-else ``app.conf.elk_namespaces``; else the namespaces found in Redis by a
-``SCAN`` for ``<prefix>:{*}:meta`` / ``stats`` keys (an operator's fallback,
-never used by workers or the leader).
+else ``app.conf.elk_namespaces``; else the namespaces listed in the registry
+set ``<prefix>:namespaces`` (workers and newly elected leaders add theirs).
 """
 
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -30,7 +28,7 @@ from ..strategies import strategy_for
 
 #: Seconds to wait for Redis before saying it cannot be reached.
 CONNECT_TIMEOUT = 5.0
-#: Upper bound on namespaces found by scanning.
+#: Upper bound on namespaces listed from the registry.
 MAX_DISCOVERED = 200
 
 
@@ -155,25 +153,18 @@ class CLIState:
             return [listed] if isinstance(listed, str) else list(listed)
         found = self.discover()
         if found:
-            self.notes.append("namespaces found by scanning Redis; pass --namespace to choose")
+            self.notes.append("namespaces from the registry in Redis; pass --namespace to choose")
             return found
         raise click.ClickException(
             f"no namespace to show: pass --namespace NAME, or load an app with partitioned "
             f"jobs (-A proj); nothing elk-like was found in Redis at {redact(self.url)}")
 
     def discover(self) -> list[str]:
-        prefix = self.settings.key_prefix
-        pattern = re.compile(re.escape(prefix) + r":\{(.+)\}:(meta|stats)$")
-        seen: set[str] = set()
-        for suffix in ("meta", "stats"):
-            for key in self.client.scan_iter(match=f"{_glob_escape(prefix)}:{{*}}:{suffix}",
-                                             count=1000):
-                m = pattern.match(text(key))
-                if m:
-                    seen.add(m.group(1))
-                if len(seen) >= MAX_DISCOVERED:
-                    break
-        return sorted(seen)
+        """Namespaces listed in the prefix's registry (workers and leaders add
+        theirs; no scan of Redis)."""
+        from ..keys import registry_key
+        members = self.client.smembers(registry_key(self.settings.key_prefix))
+        return sorted(text(m) for m in members)[:MAX_DISCOVERED]
 
     def targets(self, given: tuple[str, ...] | list[str] = ()) -> list[Target]:
         out = []
@@ -188,10 +179,6 @@ class CLIState:
             out.append(Target(ns, store, getattr(job, "planner", None),
                               getattr(job, "task_name", None), settings))
         return out
-
-
-def _glob_escape(s: str) -> str:
-    return re.sub(r"([*?\[\]\\])", r"\\\1", s)
 
 
 def load_app(name: str) -> Any:

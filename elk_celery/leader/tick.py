@@ -46,6 +46,8 @@ def tick_job(job: Job, node: str | None = None) -> dict[str, Any]:
     with timed(hooks, "leader"):
         state = store.leader_acquire(node)
     out: dict[str, Any] = {"role": state.role, "epoch": state.epoch, "holder": state.holder}
+    if state.role == "elected":
+        store.register()
     if state.is_leader:
         try:
             out.update(lead(job, state.epoch, elected=state.role == "elected"))

@@ -42,6 +42,11 @@ class NamespaceStore:
     def _run(self, op: str, args: list[Any], ids: list[int] | None = None) -> Any:
         return self.strategy._run(op, ids or [], args)
 
+    def register(self) -> None:
+        """List the namespace in the prefix's registry (for operators' tools)."""
+        from ..keys import registry_key
+        self.redis.sadd(registry_key(self.keys.prefix), self.namespace)
+
     def server_time_ms(self) -> int:
         sec, usec = self.redis.time()
         return int(sec) * 1000 + int(usec) // 1000
@@ -152,6 +157,8 @@ class NamespaceStore:
         """Delete every key of the namespace (partitions, indexes, nodes, leader)."""
         ids = [text(m).split(":", 1)[0] for m in self.redis.zrange(self.keys.ids, 0, -1)]
         keys = self.keys.all_fixed()
+        from ..keys import registry_key
+        self.redis.srem(registry_key(self.keys.prefix), self.namespace)
         n = 0
         for start in range(0, len(ids), 500):
             n += self.redis.delete(*self.keys.simple_storage(ids[start:start + 500]))

@@ -38,6 +38,11 @@ class Heartbeat:
         self._thread = threading.Thread(target=self._loop, name="elk-heartbeat", daemon=True)
 
     def start(self) -> None:
+        for job in list(self.elk.jobs.values()):
+            try:
+                job.store.register()
+            except Exception as exc:  # noqa: BLE001 - only operators' listing needs it
+                log.warning("elk: could not list %s in the registry: %r", job.namespace, exc)
         self.beat()  # registered before the first task can arrive
         self._thread.start()
 

@@ -35,6 +35,7 @@ def populate(client, ns, **settings):
     store.heartbeat("node-a", {"host": "h1"})
     store.heartbeat("node-b", {"host": "h2"})
     store.leader_acquire("node-a")
+    store.register()  # as a worker's bootstep or a newly elected leader does
     for pid in range(4):
         complete(st, pid, "node-a", 100)
     st.claim(4, "node-b")
@@ -300,7 +301,7 @@ def test_namespaces_from_app_conf(redis_url, namespace, state, monkeypatch):
     assert out["namespaces"][0]["counts"]["total"] == 9
 
 
-def test_namespaces_found_in_redis(cli, namespace, state):
+def test_namespaces_listed_from_the_registry(cli, namespace, state):
     out = as_json(cli("status", "--json", "--sample", 0))
     assert namespace in [s["namespace"] for s in out["namespaces"]]
 

@@ -296,3 +296,19 @@ def test_planning_stops_at_the_pending_backlog_cap(redis_url, namespace):
     job.store.strategy.complete_partition(0, "n1", c.fence, 1)
     # one planning round (range = size x 1 node x multiple 2 = 2 partitions)
     assert tick_job(job, node="L")["created"] == 2
+
+
+def test_elected_leader_lists_its_namespace(redis_url, redis_client, namespace):
+    from elk_celery.keys import registry_key
+    app = make_app(redis_url, namespace)
+    elk = Elk(app)
+
+    @partitioned_task(namespace=namespace, planner=RangePlanner(max_id=10, size=10))
+    def listed(min_id, max_id, options):
+        return 0
+
+    assert not redis_client.sismember(registry_key(), namespace)
+    tick_job(elk.job(namespace), node="L")
+    assert redis_client.sismember(registry_key(), namespace)
+    elk.job(namespace).store.reset()
+    assert not redis_client.sismember(registry_key(), namespace)
