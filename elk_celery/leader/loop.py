@@ -27,6 +27,7 @@ class LeaderLoop:
         self.elk = elk
         self.node = node
         self._stop = threading.Event()
+        self._epochs: dict[str, int] = {}  # the epoch each namespace was last led with
         self._thread = threading.Thread(target=self._loop, name="elk-leader", daemon=True)
 
     def start(self) -> None:
@@ -45,7 +46,10 @@ class LeaderLoop:
             try:
                 holder = job.store.leader()
                 if holder is not None and holder[0] == self.node:
-                    tick_job(job, self.node)
+                    # a full gap scan on the first round of each new epoch
+                    new = self._epochs.get(job.namespace) != holder[1]
+                    tick_job(job, self.node, full_gaps=new)
+                    self._epochs[job.namespace] = holder[1]
                     led += 1
             except Exception as exc:  # noqa: BLE001 - Redis or broker down: next round
                 log.warning("elk: leader round for %s failed: %r", job.namespace, exc)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import PlannerError, StaleLeaderError
 from ..planners import checked_next_max, checked_size
-from ..worker.node import node_id
+from ..worker.node import is_registered, node_id
 from ..hooks import timed
 
 if TYPE_CHECKING:
@@ -34,12 +34,20 @@ def register_leader_tick(elk: Elk) -> None:
     @elk.app.task(name=LEADER_TICK, ignore_result=True, acks_late=False, serializer="json",
                   shared=False)
     def leader_tick() -> dict[str, Any]:
-        """Elect, recover, plan and dispatch for every partitioned job."""
-        return {ns: tick_job(job) for ns, job in list(elk.jobs.items())}
+        """Elect; then recover, plan and dispatch for every partitioned job.
+
+        In a worker with the elk bootstep the lease holder's main process
+        does the leading (leader/loop.py), so a pool process running this
+        tick only elects and goes back to partitions."""
+        lead_here = not is_registered()
+        return {ns: tick_job(job, lead=lead_here) for ns, job in list(elk.jobs.items())}
 
 
-def tick_job(job: Job, node: str | None = None) -> dict[str, Any]:
-    """One leader round for one job; returns what it did."""
+def tick_job(job: Job, node: str | None = None, *, lead: bool = True,
+             full_gaps: bool | None = None) -> dict[str, Any]:
+    """One leader round for one job: take or renew the lease and, when held
+    and ``lead``, recover, plan, check gaps (a full scan when ``full_gaps``,
+    by default on election) and dispatch. Returns what it did."""
     node = node or node_id()
     store, hooks = job.store, job.elk.hooks
     t0 = time.perf_counter()
@@ -48,9 +56,10 @@ def tick_job(job: Job, node: str | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {"role": state.role, "epoch": state.epoch, "holder": state.holder}
     if state.role == "elected":
         store.register()
-    if state.is_leader:
+    if state.is_leader and lead:
+        full = state.role == "elected" if full_gaps is None else full_gaps
         try:
-            out.update(lead(job, state.epoch, elected=state.role == "elected"))
+            out.update(lead_round(job, state.epoch, full_gaps=full))
         except StaleLeaderError:
             hooks.on_stale_leader(job.namespace, node, state.epoch)
             out["role"] = "deposed"
@@ -59,12 +68,12 @@ def tick_job(job: Job, node: str | None = None) -> dict[str, Any]:
     return out
 
 
-def lead(job: Job, epoch: int, elected: bool = False) -> dict[str, Any]:
+def lead_round(job: Job, epoch: int, full_gaps: bool = False) -> dict[str, Any]:
     store = job.store
     live = store.live_node_ids()
     back, failed = recover(job, epoch)
     created, planned_max, error = plan(job, epoch, max(1, len(live)))
-    gaps = check_gaps(job, epoch, full=elected) if job.settings.gap_detection else None
+    gaps = check_gaps(job, epoch, full=full_gaps) if job.settings.gap_detection else None
     compacted = compact(job, epoch)
     sent = dispatch(job, epoch)
     return {"live_nodes": len(live), "recovered": back, "failed": failed,

@@ -82,7 +82,7 @@ def _validate_items(result: Any, lo: int, hi: int) -> int:
 
 
 def run_partition(task: Task, job: Job, partition_id: int, min_id: int, max_id: int,
-                  dispatched_at: int | None = None) -> dict[str, Any]:
+                  dispatched_at: int | None = None) -> str:
     store, hooks, s = job.store, job.elk.hooks, job.settings
     node = node_id()
     ns, name = job.namespace, task.name
@@ -95,7 +95,8 @@ def run_partition(task: Task, job: Job, partition_id: int, min_id: int, max_id: 
     if not c.ok:
         if c.code == "breaker":
             hooks.on_breaker_refused(ns, node)
-        return {"partition": partition_id, "skipped": c.code}
+        # a short string: Celery reprs every result for its log line
+        return f"skipped: {c.code}"
 
     lo, hi = c.min_id if c.min_id is not None else min_id, c.max_id if c.max_id is not None else max_id
     held = keeper.hold(store, partition_id, c.fence, node)
@@ -143,7 +144,7 @@ def run_partition(task: Task, job: Job, partition_id: int, min_id: int, max_id: 
         keeper.drop(held)
     hooks.on_partition_done(ns, node, name, outcome=outcome, items=items,
                             duration=time.perf_counter() - started, min_id=lo, max_id=hi)
-    return {"partition": partition_id, "outcome": outcome, "items": items, "fence": c.fence}
+    return f"{outcome}: {items} items, fence {c.fence}"
 
 
 def make_partition_task(elk: Elk, spec: JobSpec) -> Task:
@@ -159,7 +160,7 @@ def make_partition_task(elk: Elk, spec: JobSpec) -> Task:
     }
 
     def partition_task(self: Task, partition_id: int, min_id: int, max_id: int,
-                       dispatched_at: int | None = None) -> dict[str, Any]:
+                       dispatched_at: int | None = None) -> str:
         return run_partition(self, elk.job(spec.namespace), partition_id, min_id, max_id,
                              dispatched_at)
 
