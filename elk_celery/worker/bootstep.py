@@ -116,16 +116,20 @@ class ElkWorkerStep(bootsteps.StartStopStep):
 
     def stop(self, worker: Any) -> None:
         """Warm shutdown: the consumer no longer takes tasks; keep heartbeating
-        until the pool has finished this node's partitions, then leave.
-        (Whether Celery stops this step before or after the pool, the wait
-        ends when the node holds nothing.)"""
+        while this node's partitions are still being processed (their leases
+        are being renewed), then give back whatever it still holds and leave.
+
+        Polls Redis, not Celery's request bookkeeping: that is updated by the
+        main thread's event loop, which this very call blocks. A partition
+        whose pool process died is not renewed any more and stops the wait
+        once its lease expires; it is then given back at once.
+        """
         from ..app import get_elk
         elk = get_elk(worker.app)
         errors = 0
         while errors < 5 and not self._left:
             try:
-                if not any(job.store.redis.hget(job.store.keys.inflight, node_id())
-                           for job in elk.jobs.values()):
+                if not any(_renewed_by(job.store, node_id()) for job in elk.jobs.values()):
                     break
             except Exception:  # noqa: BLE001 - Redis away: don't hang shutdown on it
                 errors += 1
@@ -139,6 +143,17 @@ class ElkWorkerStep(bootsteps.StartStopStep):
 
 
 _RUNNING: dict[int, ElkWorkerStep] = {}
+
+
+def _renewed_by(store: Any, node: str) -> bool:
+    """Does ``node`` hold a partition of ``store`` whose lease is still live?"""
+    if not store.redis.hget(store.keys.inflight, node):
+        return False
+    now = store.server_time_ms() / 1000
+    ids = [int(i) for i in store.redis.zrange(store.keys.leases, 0, -1)]
+    return any(p.node_id == node and p.lease_expires_at is not None
+               and p.lease_expires_at.timestamp() > now
+               for p in store.strategy.get_partitions(ids))
 
 
 def drain_and_unregister(elk: Elk, step: ElkWorkerStep) -> None:

@@ -3,6 +3,7 @@ SIGTERM draining, SIGSTOP of an owner (fencing), a Redis restart."""
 
 from __future__ import annotations
 
+import os
 import signal
 
 import pytest
@@ -137,3 +138,24 @@ def test_redis_restart_loses_nothing(tmp_path, redis_client):
             assert not missing
         finally:
             c.stop()
+
+
+def test_shutdown_after_a_pool_process_died(cluster, redis_client, namespace):
+    # a pool child is SIGKILLed mid-partition (as by the OOM killer), then the
+    # worker gets SIGTERM: it must not wait for ever, and must not leave the
+    # dead child's partition running under its name
+    c = cluster(max_id=300, size=100, window=1, sleep=5.0)
+    c.beat()
+    w = c.worker("oom", concurrency=1)
+    keys = Keys(namespace)
+    wait_for(lambda: redis_client.zcard(keys.leases) >= 1, 30, lambda: "a running partition\n" + c.logs())
+    pid = int(redis_client.zrange(keys.leases, 0, 0)[0])
+    children = [int(x) for x in open(f"/proc/{w.pid}/task/{w.pid}/children").read().split()]
+    assert children, "the prefork pool has a child"
+    for child in children:
+        os.kill(child, signal.SIGKILL)
+    w.signal(signal.SIGTERM)
+    assert w.wait(30) == 0
+    p = HashPartitionStrategy(redis_client, namespace).get_partition(pid)
+    assert not (str(p.status) in ("claimed", "running") and p.node_id.startswith("oom@")), p
+    assert redis_client.zscore(keys.nodes, p.node_id or "none") is None
