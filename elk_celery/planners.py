@@ -100,6 +100,11 @@ class SQLPlanner:
         return int(found) if found is not None else start_id - 1
 
 
+#: Largest ID a job may plan: create.lua's overlap check compares Redis
+#: sorted-set scores, which are doubles, exact only up to here.
+MAX_PLANNED_ID = 2 ** 53 - 1
+
+
 def checked_size(planner: Any) -> int:
     """``planner.partition_size()``, or PlannerError saying what was wrong."""
     try:
@@ -123,4 +128,8 @@ def checked_next_max(planner: Any, start_id: int, range_size: int) -> int:
     if nxt > start_id + range_size - 1:
         raise PlannerError(f"{planner!r}.next_max_id({start_id}, {range_size}) returned {nxt}, "
                            f"beyond start_id + range_size - 1 = {start_id + range_size - 1}")
+    if nxt > MAX_PLANNED_ID:
+        raise PlannerError(f"{planner!r}.next_max_id({start_id}, {range_size}) returned {nxt}: "
+                           f"jobs plan IDs up to 2^53-1 ({MAX_PLANNED_ID}); map larger keys "
+                           "(e.g. Snowflake IDs) to a dense sequence or offset them")
     return nxt

@@ -11,7 +11,7 @@ import time
 from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any
 
-from ..errors import PlannerError, StaleLeaderError
+from ..errors import PartitionConflict, PlannerError, StaleLeaderError
 from ..planners import checked_next_max, checked_size
 from ..worker.node import is_registered, node_id
 from ..hooks import timed
@@ -168,7 +168,8 @@ def plan(job: Job, epoch: int, live: int) -> tuple[int, int | None, str | None]:
             created += int(reply[1])
             planned_max = nxt
         store.redis.hdel(store.keys.meta, "planner_error")
-    except PlannerError as exc:
+    except (PlannerError, PartitionConflict) as exc:
+        # planning stops for this round; recovery and dispatch still run
         error = str(exc)
         log.error("elk: %s: planning stopped: %s", job.namespace, exc)
         store.set_meta(planner_error=error[:2000])

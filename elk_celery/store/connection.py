@@ -21,6 +21,10 @@ def redis_from_url(url: str | None = None, **kwargs: object) -> redis.Redis:
     if not url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError(f"Redis URL {url!r} is invalid: use redis://, rediss:// or unix://")
     kwargs.setdefault("health_check_interval", 30)
+    # a call must not block for ever on a half-open connection: leases and
+    # heartbeats have to notice a lost Redis well within their lifetimes
+    kwargs.setdefault("socket_timeout", 10)
+    kwargs.setdefault("socket_connect_timeout", 5)
     kwargs.setdefault("socket_keepalive", True)
     return redis.Redis.from_url(url, **kwargs)  # type: ignore[arg-type]
 

@@ -78,6 +78,9 @@ class ElkWorkerStep(bootsteps.StartStopStep):
     """Added to ``app.steps['worker']`` by ``Elk(app)``."""
 
     label = "elk"
+    # start after the pool (our threads are not forked into its children),
+    # stop before it (the stop waits for its partitions; see stop())
+    requires = ("celery.worker.components:Pool",)
 
     def __init__(self, worker: Any, **kwargs: Any) -> None:
         # runs in the main process before the pool forks: children inherit
@@ -137,8 +140,15 @@ class ElkWorkerStep(bootsteps.StartStopStep):
         drain_and_unregister(elk, self)
 
     def terminate(self, worker: Any) -> None:
-        """Cold shutdown: give everything back at once."""
+        """Cold shutdown: stop the pool's processes first (so no partition runs
+        on after it was given back), then give everything back at once."""
         from ..app import get_elk
+        pool = getattr(worker, "pool", None)
+        if pool is not None:
+            try:
+                pool.terminate()
+            except Exception as exc:  # noqa: BLE001 - Celery terminates it again after us
+                log.warning("elk: could not terminate the pool before giving back: %r", exc)
         drain_and_unregister(get_elk(worker.app), self)
 
 

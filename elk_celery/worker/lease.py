@@ -38,6 +38,9 @@ class Held:
     thread_ident: int
     lost: bool = False
     interruptible: bool = True
+    #: when the lease was last known good (monotonic): a keeper that cannot
+    #: reach Redis gives up before the lease can have lapsed elsewhere
+    renewed_at: float = field(default_factory=time.monotonic)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def stop_interrupts(self) -> None:
@@ -97,13 +100,22 @@ class LeaseKeeper:
             except Exception as exc:  # noqa: BLE001 - Redis down: retry next round
                 err = exc
                 log.warning("elk: lease renewal for %s failed: %r", store.namespace, exc)
+                # self-fence: past this, the leader may already have handed it on
+                s = store.settings
+                limit = s.partition_lock_expiry - s.heartbeat_interval
+                for h in hs:
+                    if time.monotonic() - h.renewed_at > limit:
+                        self._lose(h)
                 continue
             finally:
                 if self.hooks is not None:
                     self.hooks.on_redis_call("renew", time.perf_counter() - t0, err)
+            now = time.monotonic()
             for h in hs:
                 if h.partition_id in lost:
                     self._lose(h)
+                else:
+                    h.renewed_at = now
             if self.hooks is not None:
                 self.hooks.on_leases_renewed(store.namespace, node, renewed=len(hs) - len(lost),
                                              lost=len(lost))

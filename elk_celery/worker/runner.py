@@ -99,12 +99,13 @@ def run_partition(task: Task, job: Job, partition_id: int, min_id: int, max_id: 
         return f"skipped: {c.code}"
 
     lo, hi = c.min_id if c.min_id is not None else min_id, c.max_id if c.max_id is not None else max_id
-    held = keeper.hold(store, partition_id, c.fence, node)
     keeper.hooks = hooks
     options = {**job.spec.options, **c.options}
     started = time.perf_counter()
-    outcome, items = "completed", 0
+    outcome, items, error = "completed", 0, None
+    held = None
     try:
+        held = keeper.hold(store, partition_id, c.fence, node)
         try:
             if job.spec.bind:
                 ctx = PartitionContext(task, job, partition_id, c.fence, c.attempts, lo, hi, held)
@@ -114,37 +115,71 @@ def run_partition(task: Task, job: Job, partition_id: int, min_id: int, max_id: 
         finally:
             held.stop_interrupts()
         items = _validate_items(result, lo, hi)
-        with timed(hooks, "complete"):
-            store.strategy.complete_partition(partition_id, node, c.fence, items)
     except LeaseLost:
         outcome = "lost"
-    except StaleFenceError as exc:
-        outcome = "stale"
-        log.warning("elk: %s", exc)
     except Exception as exc:  # noqa: BLE001 - the processor's failure is the partition's
-        if held.lost:
-            outcome = "lost"
-        else:
-            retryable = not isinstance(exc, ProcessorError)
-            text = f"{type(exc).__name__}: {exc}\n" + "".join(traceback.format_exc(limit=-8))
-            try:
-                with timed(hooks, "fail"):
-                    outcome, delay = store.strategy.fail_partition(
-                        partition_id, node, c.fence, text, retryable=retryable)
-            except StaleFenceError:
-                outcome = "stale"
-            else:
-                hooks.on_partition_done(ns, node, name, outcome=outcome, items=0,
-                                        duration=time.perf_counter() - started,
-                                        min_id=lo, max_id=hi)
-                raise PartitionFailed(
-                    f"{ns}[{lo}..{hi}] failed ({'retry in %.1fs' % delay if outcome == 'retry' else 'no retries left'}): "
-                    f"{type(exc).__name__}: {exc}") from exc
+        outcome = "lost" if held is not None and held.lost else "failed"
+        error = exc
     finally:
-        keeper.drop(held)
-    hooks.on_partition_done(ns, node, name, outcome=outcome, items=items,
-                            duration=time.perf_counter() - started, min_id=lo, max_id=hi)
+        if held is not None:
+            keeper.drop(held)
+    duration = time.perf_counter() - started
+
+    if outcome == "completed":
+        # elk's own write: a Redis hiccup here is not the processor's failure
+        outcome = _complete(store, hooks, partition_id, node, c.fence, items)
+    elif outcome == "lost":
+        # stopped: hand it back now if still ours (a node whose heartbeat only
+        # lapsed still owns it) rather than leave it to a lease expiry
+        try:
+            store.strategy.release_partition(partition_id, node, c.fence)
+        except Exception:  # noqa: BLE001 - the leader recovers it anyway
+            pass
+    elif error is not None:
+        retryable = not isinstance(error, ProcessorError)
+        text = f"{type(error).__name__}: {error}\n" + "".join(
+            traceback.format_exception(type(error), error, error.__traceback__, limit=-8))
+        try:
+            with timed(hooks, "fail"):
+                outcome, delay = store.strategy.fail_partition(
+                    partition_id, node, c.fence, text, retryable=retryable)
+        except StaleFenceError:
+            outcome = "stale"
+        else:
+            hooks.on_partition_done(ns, node, name, outcome=outcome, items=0, duration=duration,
+                                    min_id=lo, max_id=hi)
+            raise PartitionFailed(
+                f"{ns}[{lo}..{hi}] failed ({'retry in %.1fs' % delay if outcome == 'retry' else 'no retries left'}): "
+                f"{type(error).__name__}: {error}") from error
+    hooks.on_partition_done(ns, node, name, outcome=outcome, items=items, duration=duration,
+                            min_id=lo, max_id=hi)
     return f"{outcome}: {items} items, fence {c.fence}"
+
+
+def _complete(store: Any, hooks: Any, partition_id: int, node: str, fence: int, items: int,
+              attempts: int = 5) -> str:
+    """Record the completion, retrying Redis errors (safe: the write is fenced,
+    and a retry that finds it already done by us is a success)."""
+    delay = 0.2
+    for attempt in range(attempts):
+        try:
+            with timed(hooks, "complete"):
+                store.strategy.complete_partition(partition_id, node, fence, items)
+            return "completed"
+        except StaleFenceError as exc:
+            if (exc.current_status == "completed" and exc.current_node == node
+                    and exc.current_fence == fence):
+                return "completed"  # an earlier try went through; its reply was lost
+            log.warning("elk: %s", exc)
+            return "stale"
+        except Exception as exc:  # noqa: BLE001 - Redis away: try again, then give up
+            if attempt == attempts - 1:
+                log.error("elk: could not record partition %s done (%r); its lease will lapse "
+                          "and it will run again", partition_id, exc)
+                return "lost"
+            time.sleep(delay)
+            delay *= 2
+    return "lost"
 
 
 def make_partition_task(elk: Elk, spec: JobSpec) -> Task:

@@ -838,3 +838,31 @@ def test_a_breaker_refusal_resends_when_probes_are_admitted(redis_client, strate
                   if text(m).startswith("4:"))
     # re-sent when the open timeout ends, not every defer_delay meanwhile
     assert redis_client.zscore(s.keys.pending, member) == opened + 30_000
+
+
+def test_items_stat_follows_reruns_and_edits(strategy):
+    strategy.create_partitions_if_not_exist(parts(1))
+    c = strategy.claim(1, "n1")
+    strategy.complete_partition(1, "n1", c.fence, 10)
+    p = strategy.get_partition(1)
+    p.status = "pending"  # an operator re-runs it
+    strategy.update_partition(p)
+    assert strategy.get_partition_stats().items_processed == 0
+    c = strategy.claim(1, "n1")
+    strategy.complete_partition(1, "n1", c.fence, 10)
+    assert strategy.get_partition_stats().items_processed == 10
+    p = strategy.get_partition(1)
+    p.items_processed = 3
+    strategy.update_partition(p)
+    assert strategy.get_partition_stats().items_processed == 3
+    strategy.delete_partition(1)
+    assert strategy.get_partition_stats().items_processed == 0
+
+
+def test_unregistering_release_keeps_the_count_of_what_is_still_held(strategy):
+    strategy.create_partitions_if_not_exist(parts(1, 2))
+    strategy.claim(1, "n1")
+    strategy.claim(2, "n1")
+    strategy.release_partitions("n1", [(1, None)], unregister=True)
+    assert int(strategy.redis.hget(strategy.keys.inflight, "n1")) == 1
+    check_invariants(strategy)

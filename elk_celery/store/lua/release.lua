@@ -30,6 +30,10 @@ end
 if ARGV[2] == '1' then
   redis.call('ZREM', KEYS[K_NODES], node)
   redis.call('HDEL', KEYS[K_NODES_INFO], node)
-  redis.call('HDEL', KEYS[K_INFLIGHT], node)
+  -- its count goes only when nothing is left in it (a claim may have come
+  -- in after the caller read what the node holds)
+  if tonumber(redis.call('HGET', KEYS[K_INFLIGHT], node) or '0') <= 0 then
+    redis.call('HDEL', KEYS[K_INFLIGHT], node)
+  end
 end
 return released

@@ -24,6 +24,8 @@ if ARGV[2] ~= '' and tostring(p.version) ~= ARGV[2] then return {'conflict', p.v
 local f = cjson.decode(ARGV[3])
 local to = f.status or p.status
 if not TRANSITIONS[p.status][to] then return {'transition', p.status, to} end
+-- the items stat sums the items of completed partitions: keep it so
+local items_before = p.status == 'completed' and (p.items or 0) or 0
 if f.error ~= nil then p.error = (f.error ~= cjson.null) and f.error or nil end
 if f.opts ~= nil then p.opts = f.opts end
 if f.items ~= nil then p.items = f.items end
@@ -41,5 +43,7 @@ else
   p.version = (p.version or 0) + 1
   p.updated = now
 end
+local items_after = to == 'completed' and (p.items or 0) or 0
+if items_after ~= items_before then count('items', items_after - items_before) end
 p_save(1, id, p)
 return {'ok', p.version}
