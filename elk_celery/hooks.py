@@ -22,7 +22,8 @@ class Hooks:
     # -- leader (runs in whichever worker executes the leader tick) ---------
     def on_leader_tick(self, namespace: str, node: str, *, role: str, epoch: int,
                        duration: float) -> None:
-        """After a tick; role 'elected' | 'renewed' | 'follower'."""
+        """After a tick; role 'elected' | 'renewed' | 'held' (a tick that only elects, in
+        the leader's node) | 'follower' | 'deposed'."""
 
     def on_planned(self, namespace: str, *, created: int, planned_max_id: int | None,
                    duration: float, error: str | None = None) -> None:

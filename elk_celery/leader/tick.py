@@ -52,7 +52,8 @@ def tick_job(job: Job, node: str | None = None, *, lead: bool = True,
     store, hooks = job.store, job.elk.hooks
     t0 = time.perf_counter()
     with timed(hooks, "leader"):
-        state = store.leader_acquire(node)
+        # a tick that won't lead must not keep a (possibly hung) leader's lease alive
+        state = store.leader_acquire(node, renew=lead)
     out: dict[str, Any] = {"role": state.role, "epoch": state.epoch, "holder": state.holder}
     if state.role == "elected":
         store.register()

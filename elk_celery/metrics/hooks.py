@@ -51,7 +51,7 @@ _OUTCOME_COUNTERS = {
     "lost": _m.PARTITIONS_LOST,
 }
 
-_LEADER_ROLES = ("elected", "renewed")
+_LEADER_ROLES = ("elected", "renewed", "held")
 
 
 class PrometheusHooks(Hooks):

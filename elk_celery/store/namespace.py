@@ -52,9 +52,11 @@ class NamespaceStore:
         return int(sec) * 1000 + int(usec) // 1000
 
     # -- leader lease ---------------------------------------------------------
-    def leader_acquire(self, node_id: str) -> LeaderState:
-        """Take the lease when free or its holder is dead; renew it when ours."""
-        r = self._run("leader", ["acquire", node_id, self.settings.ms("leader_lock_expiry")])
+    def leader_acquire(self, node_id: str, *, renew: bool = True) -> LeaderState:
+        """Take the lease when free or its holder is dead; renew it when ours
+        (unless ``renew`` is False: then role 'held' and the expiry stays)."""
+        r = self._run("leader", ["acquire" if renew else "elect", node_id,
+                                 self.settings.ms("leader_lock_expiry")])
         return LeaderState(bool(int(r[0])), int(r[1]), text(r[2]), text(r[3]))
 
     def leader_release(self, node_id: str) -> LeaderState:

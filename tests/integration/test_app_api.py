@@ -312,3 +312,19 @@ def test_elected_leader_lists_its_namespace(redis_url, redis_client, namespace):
     assert redis_client.sismember(registry_key(), namespace)
     elk.job(namespace).store.reset()
     assert not redis_client.sismember(registry_key(), namespace)
+
+
+def test_a_tick_that_does_not_lead_leaves_the_lease_to_expire(redis_url, namespace):
+    app = make_app(redis_url, namespace, elk_leader_lock_expiry=1, elk_leader_election_interval=0.5)
+    elk = Elk(app)
+
+    @partitioned_task(namespace=namespace, planner=RangePlanner(max_id=10, size=10))
+    def hung(min_id, max_id, options):
+        return 0
+
+    job = elk.job(namespace)
+    assert tick_job(job, node="L")["role"] == "elected"
+    # only "elect" ticks come in (the node's leading loop is hung): no renewal
+    assert tick_job(job, node="L", lead=False)["role"] == "held"
+    wait_for(lambda: job.store.leader() is None, 5, "the unrenewed lease to lapse")
+    assert tick_job(job, node="other", lead=False)["role"] == "elected"

@@ -3,10 +3,13 @@
 --
 -- KEYS: the common keys of _lib.lua (no partition storage).
 -- ARGV[1] 'acquire' (take it when free or its holder is dead, renew it when
---         we hold it) | 'release' (only by its holder)
+--         we hold it) | 'elect' (the same, but leave our own lease alone: only
+--         the process that leads renews it, so a hung leader loses it)
+--         | 'release' (only by its holder)
 -- ARGV[2] node id
 -- ARGV[3] lease length, ms
--- Reply: {is leader 0/1, epoch, holder, 'elected'|'renewed'|'follower'|'released'}
+-- Reply: {is leader 0/1, epoch, holder,
+--         'elected'|'renewed'|'held'|'follower'|'released'}
 
 local op, node, ms = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local now = now_ms()
@@ -24,6 +27,7 @@ if op == 'release' then
 end
 
 if cur and holder == node then
+  if op == 'elect' then return {1, epoch, node, 'held'} end
   redis.call('PEXPIRE', KEYS[K_LEADER], ms)
   return {1, epoch, node, 'renewed'}
 end
