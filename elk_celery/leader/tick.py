@@ -123,8 +123,7 @@ def compact(job: Job, epoch: int, budget_s: float = 0.05) -> int:
 
 def recover(job: Job, epoch: int) -> tuple[int, int]:
     store = job.store
-    if not store.redis.zcard(store.keys.leases):
-        return 0, 0
+    # store.recover reads the lease index itself and skips the script when empty
     with timed(job.elk.hooks, "recover"):
         back, failed = store.recover(epoch)
     if back or failed:
@@ -147,10 +146,13 @@ def plan(job: Job, epoch: int, live: int) -> tuple[int, int | None, str | None]:
         store.redis.hsetnx(store.keys.meta, "cursor", s.start_id)
         store.redis.hsetnx(store.keys.meta, "start_id", s.start_id)
         for _ in range(MAX_PLAN_ROUNDS):
-            pending = int(store.redis.hget(store.keys.stats, "pending") or 0)
-            if pending >= cap:
+            pipe = store.redis.pipeline(transaction=False)
+            pipe.hget(store.keys.stats, "pending")
+            pipe.hget(store.keys.meta, "cursor")
+            pending_raw, cursor_raw = pipe.execute()  # one round trip per round
+            if int(pending_raw or 0) >= cap:
                 break
-            cursor = int(store.redis.hget(store.keys.meta, "cursor"))
+            cursor = int(cursor_raw)
             range_size = size * live * multiple
             nxt = checked_next_max(planner, cursor, range_size)
             if nxt < cursor:
