@@ -130,6 +130,38 @@ if os.environ.get("ELK_BENCH_PROFILE"):
     signals.worker_process_shutdown.connect(lambda **_: _profile_dump("child"), weak=False)
 
 
+if os.environ.get("ELK_BENCH_TRACE"):
+    # --trace DIR: every pool child appends "start end" (Unix time) per task
+    from celery import signals as _signals
+
+    _started: dict[str, float] = {}
+
+    @_signals.task_prerun.connect(weak=False)
+    def _trace_start(task_id: str = "", **_: Any) -> None:
+        _started[task_id] = time.time()
+
+    @_signals.task_postrun.connect(weak=False)
+    def _trace_end(task_id: str = "", task: Any = None, **_: Any) -> None:
+        t0 = _started.pop(task_id, None)
+        if t0 is not None and task is not None and task.name.startswith("bench."):
+            with open(os.path.join(os.environ["ELK_BENCH_TRACE"], f"{os.getpid()}.txt"), "a") as f:
+                f.write(f"{t0:.6f} {time.time():.6f}\n")
+
+
+def trace_summary(trace_dir: str, since: float) -> str:
+    """Per pool child: tasks, mean busy ms per task, mean idle ms between tasks."""
+    out = []
+    for name in sorted(os.listdir(trace_dir)):
+        rows = [tuple(map(float, line.split())) for line in open(os.path.join(trace_dir, name))]
+        rows = sorted(r for r in rows if r[0] >= since)
+        if len(rows) < 2:
+            continue
+        busy = statistics.mean(e - s for s, e in rows) * 1000
+        idle = statistics.mean(rows[i + 1][0] - rows[i][1] for i in range(len(rows) - 1)) * 1000
+        out.append(f"child {name[:-4]}: {len(rows)} tasks, busy {busy:.2f} ms, idle {idle:.2f} ms")
+    return "; ".join(out)
+
+
 def client() -> redis.Redis:
     global _client
     if _client is None or _client.connection_pool.pid != os.getpid():  # type: ignore[attr-defined]
@@ -172,10 +204,11 @@ def wait_until(pred: Any, timeout: float, what: str, poll: float = 0.005) -> Non
         time.sleep(poll)
 
 
-def group_cpu_seconds(pgid: int) -> float:
-    """user + system CPU of every live process in process group ``pgid`` (Linux)."""
+def group_cpu_seconds(pgid: int) -> tuple[float, float]:
+    """user + system CPU of every live process in process group ``pgid``
+    (Linux): (the group leader, i.e. the worker's main process; the rest)."""
     tick = os.sysconf("SC_CLK_TCK")
-    total = 0
+    main = total = 0
     for d in Path("/proc").iterdir():
         if not d.name.isdigit():
             continue
@@ -185,8 +218,11 @@ def group_cpu_seconds(pgid: int) -> float:
             continue
         # after "pid (comm)": state ppid pgrp ... utime(12) stime(13)
         if int(fields[2]) == pgid:
-            total += int(fields[11]) + int(fields[12])
-    return total / tick
+            used = int(fields[11]) + int(fields[12])
+            total += used
+            if int(d.name) == pgid:
+                main = used
+    return main / tick, (total - main) / tick
 
 
 class Bench:
@@ -208,11 +244,12 @@ class Bench:
             return pred()
         wait_until(ok, self.timeout, what, poll=0.02)
 
-    def cpu(self) -> tuple[float, float]:
-        """CPU seconds so far: (the worker, its pool and beat; redis-server)."""
+    def cpu(self) -> tuple[float, float, float]:
+        """CPU seconds so far: (the worker's main process; its pool children
+        and beat; redis-server)."""
         info = self.r.info("cpu")
-        return (group_cpu_seconds(self.worker.pid),
-                float(info["used_cpu_user"]) + float(info["used_cpu_sys"]))
+        main, rest = group_cpu_seconds(self.worker.pid)
+        return main, rest, float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
     def plain(self, n: int, task: Any = plain_noop) -> float:
         """Seconds for n plain tasks, first publish to last completion."""
@@ -315,6 +352,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", action="append", choices=PHASES, help="run only this phase (repeatable)")
     p.add_argument("--profile", metavar="DIR",
                    help="cProfile the worker's processes into DIR/*.prof (slows everything down)")
+    p.add_argument("--trace", action="store_true",
+                   help="print each pool child's mean busy and idle time per task")
     p.add_argument("--metrics", action="store_true", help="run the worker with elk_metrics_port set")
     p.add_argument("--timeout", type=float, default=120, help="per phase (default 120 s)")
     p.add_argument("--strict", action="store_true", help="exit 1 when elk is below the target")
@@ -337,6 +376,9 @@ def run(args: argparse.Namespace) -> int:
     if args.profile:
         os.makedirs(args.profile, exist_ok=True)
         extra["ELK_BENCH_PROFILE"] = os.path.abspath(args.profile)
+    if args.trace:
+        extra["ELK_BENCH_TRACE"] = str(workdir / "trace")
+        os.makedirs(extra["ELK_BENCH_TRACE"])
     wanted = [ph for ph in PHASES if (ph in args.only if args.only else
                                       not (ph == "plain-acks-late" and args.no_acks_late))]
     worker, log = start_worker(URL, args.concurrency, workdir, extra)
@@ -354,19 +396,23 @@ def run(args: argparse.Namespace) -> int:
         for rnd in range(1, args.rounds + 1):
             for name in wanted:
                 c0 = b.cpu()
+                began = time.time()
                 secs = runs[name]()
                 c1 = b.cpu()
-                per = ((c1[0] - c0[0]) * 1000 / args.n, (c1[1] - c0[1]) * 1000 / args.n,
-                       b.publish_cpu * 1000 / args.n)
+                main, pool, red = ((c1[i] - c0[i]) * 1000 / args.n for i in range(3))
+                per = (main + pool, red, b.publish_cpu * 1000 / args.n)
                 rates[name].append(args.n / secs)
                 cpu[name].append(per)  # type: ignore[arg-type]
                 print(f"  round {rnd}: {name:<16} {args.n} in {secs:6.2f}s = {args.n / secs:7.1f}/s;"
-                      f"  CPU ms/task: worker {per[0]:.2f}, redis {per[1]:.2f}, producer {per[2]:.2f}",
+                      f"  CPU ms/task: worker {per[0]:.2f} (main {main:.2f} + pool {pool:.2f}), "
+                      f"redis {per[1]:.2f}, producer {per[2]:.2f}",
                       flush=True)
+                if args.trace:
+                    print(f"           {trace_summary(extra['ELK_BENCH_TRACE'], began)}", flush=True)
                 if name == "elk":
                     plan_s, send_s, sent = b.leader
                     print(f"           leader: planning {plan_s:.2f}s, sending {sent} messages "
-                          f"{send_s:.2f}s ({1000 * send_s / max(sent, 1):.2f} ms each), in a pool process",
+                          f"{send_s:.2f}s ({1000 * send_s / max(sent, 1):.2f} ms each), in the leader process",
                           flush=True)
         stats = b.store.strategy.get_partition_stats()
     finally:

@@ -25,3 +25,16 @@ def start_metrics_if_configured(elk: Any) -> Any:
     from .metrics import start_metrics_server
     stores = [job.store for job in elk.jobs.values()]
     return start_metrics_server(elk.settings, stores)
+
+
+def leader_process_started(elk: Any) -> None:
+    """In the leader process: its metrics count from zero (multiprocess mode)."""
+    if elk.settings.metrics_port is not None:
+        from .metrics.server import process_started
+        process_started()
+
+
+def leader_process_exiting(elk: Any) -> None:
+    if elk.settings.metrics_port is not None:
+        from .metrics.server import process_exiting
+        process_exiting()

@@ -20,6 +20,7 @@ _STRATEGIES = ("hash", "simple")
 #: Settings that belong to the whole app (connections, the tick, the metrics
 #: endpoint): a per-job value would be silently meaningless, so it is refused.
 APP_ONLY = frozenset({"redis_url", "key_prefix", "leader_election_interval", "leader_queue",
+                      "leader_process",
                       "metrics_port", "metrics_address"})
 
 
@@ -75,6 +76,11 @@ class ElkSettings:
     queue: str | None = None
     #: Celery queue of leader ticks; every elk worker consumes it in addition to its -Q.
     leader_queue: str = "elk.leader"
+    #: Lead (plan, recover, send messages) from a process of its own next to
+    #: the worker's main process, so sending thousands of messages never
+    #: holds up the main process's consumer. None = yes under the prefork
+    #: pool, a thread of the main process under the others.
+    leader_process: bool | None = None
     circuit_breaker_enabled: bool = True
     circuit_breaker_consecutive_failures: int = 5
     circuit_breaker_total_failures: int = 10

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import logging
 import time
-from contextlib import nullcontext
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..errors import PartitionConflict, PlannerError, StaleLeaderError
 from ..planners import checked_next_max, checked_size
 from ..worker.node import is_registered, node_id
 from ..hooks import timed
+from .sender import PartitionSender
 
 if TYPE_CHECKING:
     from ..app import Elk, Job
@@ -23,9 +23,6 @@ log = logging.getLogger("elk_celery.leader")
 
 #: Bound on planning rounds per tick (each round asks the planner once).
 MAX_PLAN_ROUNDS = 200
-#: Messages per pipelined publish; small enough that the first ones of a
-#: big dispatch reach the broker at once.
-DISPATCH_FLUSH = 100
 
 
 def register_leader_tick(elk: Elk) -> None:
@@ -73,10 +70,19 @@ def lead_round(job: Job, epoch: int, full_gaps: bool = False) -> dict[str, Any]:
     store = job.store
     live = store.live_node_ids()
     back, failed = recover(job, epoch)
-    created, planned_max, error = plan(job, epoch, max(1, len(live)))
+    budget = [job.settings.dispatch_batch]
+
+    def send(limit: int | None = None) -> int:
+        n = dispatch(job, epoch, budget[0] if limit is None else min(limit, budget[0]))
+        budget[0] -= n
+        return n
+
+    # each planning round's partitions are sent at once: workers start on
+    # them while the rest is planned; then re-sends; housekeeping last
+    created, planned_max, error, sent = plan(job, epoch, max(1, len(live)), after_round=send)
+    sent += send()
     gaps = check_gaps(job, epoch, full=full_gaps) if job.settings.gap_detection else None
     compacted = compact(job, epoch)
-    sent = dispatch(job, epoch)
     return {"live_nodes": len(live), "recovered": back, "failed": failed,
             "created": created, "planned_max_id": planned_max, "planner_error": error,
             "gaps": gaps, "compacted": compacted, "dispatched": sent}
@@ -133,11 +139,14 @@ def recover(job: Job, epoch: int) -> tuple[int, int]:
     return len(back), len(failed)
 
 
-def plan(job: Job, epoch: int, live: int) -> tuple[int, int | None, str | None]:
-    """Create partitions for new IDs until the pending backlog is full."""
+def plan(job: Job, epoch: int, live: int,
+         after_round: Callable[[], int] | None = None) -> tuple[int, int | None, str | None, int]:
+    """Create partitions for new IDs until the pending backlog is full;
+    ``after_round`` (which sends messages) runs after each round that
+    created some. Returns (created, planned max ID, error, sent)."""
     store, s, planner = job.store, job.settings, job.planner
     t0 = time.perf_counter()
-    created, planned_max, error = 0, None, None
+    created, planned_max, error, sent = 0, None, None, 0
     try:
         size = checked_size(planner)
         multiple = s.worker_partition_multiple
@@ -170,6 +179,10 @@ def plan(job: Job, epoch: int, live: int) -> tuple[int, int | None, str | None]:
                 break  # the cursor moved under us: another leader planned; stop
             created += int(reply[1])
             planned_max = nxt
+            if after_round is not None:
+                t1 = time.perf_counter()
+                sent += after_round()
+                t0 += time.perf_counter() - t1  # sending is not planning time
         store.redis.hdel(store.keys.meta, "planner_error")
     except (PlannerError, PartitionConflict) as exc:
         # planning stops for this round; recovery and dispatch still run
@@ -178,32 +191,22 @@ def plan(job: Job, epoch: int, live: int) -> tuple[int, int | None, str | None]:
         store.set_meta(planner_error=error[:2000])
     job.elk.hooks.on_planned(job.namespace, created=created, planned_max_id=planned_max,
                              duration=time.perf_counter() - t0, error=error)
-    return created, planned_max, error
+    return created, planned_max, error, sent
 
 
-def dispatch(job: Job, epoch: int) -> int:
-    """Send one task message per due pending partition."""
+def dispatch(job: Job, epoch: int, limit: int | None = None) -> int:
+    """Send one task message per due pending partition (at most ``limit``,
+    default ``dispatch_batch``)."""
     store, s = job.store, job.settings
+    limit = s.dispatch_batch if limit is None else limit
+    if limit <= 0:
+        return 0
     t0 = time.perf_counter()
     with timed(job.elk.hooks, "dispatch"):
-        due = store.dispatch(epoch, s.dispatch_batch)
+        due = store.dispatch(epoch, limit)
     if not due:
         return 0
-    task = job.task
-    now_ms = int(time.time() * 1000)
-    app = job.elk.app
-    opts: dict[str, Any] = {}
-    if s.queue:
-        opts["queue"] = s.queue
-    with app.producer_or_acquire() as producer:
-        # kombu >= 5.7 can pipeline publishes: one Redis round trip per batch
-        # instead of one (and a fresh client) per message
-        batch = producer.batch(max_size=DISPATCH_FLUSH) if hasattr(producer, "batch") \
-            else nullcontext()
-        with batch:
-            for pid, lo, hi in due:
-                task.apply_async((pid, lo, hi), {"dispatched_at": now_ms}, producer=producer,
-                                 shadow=f"{job.namespace}[{lo}..{hi}]",
-                                 argsrepr=f"({pid}, {lo}, {hi})", kwargsrepr="{}", **opts)
+    sender = PartitionSender(job.elk.app, job.task, job.namespace, s.queue)
+    sender.send(due, {"dispatched_at": int(time.time() * 1000)})
     job.elk.hooks.on_dispatched(job.namespace, sent=len(due), duration=time.perf_counter() - t0)
     return len(due)

@@ -46,6 +46,8 @@ from prometheus_client import REGISTRY, CollectorRegistry, make_wsgi_app, values
 from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
+from ..worker.node import is_prefork
+
 from ..errors import ConfigError
 from ..settings import ElkSettings
 from .cluster import ClusterCollector, StoresArg
@@ -167,7 +169,7 @@ def prepare_worker(elk: Any, worker: Any = None) -> str | None:
     global _signals_connected
     ensure_hooks(elk)
     path = setup_multiprocess(wipe=True)
-    if path is None and worker is not None and _is_prefork(worker):
+    if path is None and worker is not None and is_prefork(worker):
         log.warning(
             "elk metrics: the prefork pool runs partitions in child processes, but %s is not "
             "set, so /metrics will not count their work. Start the worker with %s=<empty "
@@ -175,19 +177,22 @@ def prepare_worker(elk: Any, worker: Any = None) -> str | None:
     if path is not None and not _signals_connected:
         from celery import signals
 
-        signals.worker_process_init.connect(_child_started, weak=False)
-        signals.worker_process_shutdown.connect(_child_exiting, weak=False)
+        signals.worker_process_init.connect(process_started, weak=False)
+        signals.worker_process_shutdown.connect(process_exiting, weak=False)
         _signals_connected = True
     return path
 
 
-def _child_started(**_: Any) -> None:
+def process_started(**_: Any) -> None:
+    """In a new child (pool or leader process): drop the live gauges a dead
+    process with the same pid left behind."""
     path = multiprocess_dir()
     if path:
         mark_process_dead(os.getpid(), path)
 
 
-def _child_exiting(pid: int | None = None, **_: Any) -> None:
+def process_exiting(pid: int | None = None, **_: Any) -> None:
+    """An exiting child: mark it dead so its live gauges stop counting."""
     path = multiprocess_dir()
     if path:
         mark_process_dead(pid or os.getpid(), path)
@@ -199,11 +204,6 @@ def ensure_hooks(elk: Any) -> None:
 
     if not any(isinstance(h, PrometheusHooks) for h in elk.hooks.hooks):
         elk.hooks.add(PrometheusHooks())
-
-
-def _is_prefork(worker: Any) -> bool:
-    pool = getattr(worker, "pool_cls", None)
-    return "prefork" in f"{getattr(pool, '__module__', '')}.{getattr(pool, '__name__', pool)}"
 
 
 # -- the HTTP server --------------------------------------------------------

@@ -14,12 +14,13 @@ import logging
 import os
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from celery import bootsteps, signals
 
 from ..leader.loop import LeaderLoop
-from .node import new_node_id, node_id, set_node_id
+from ..leader.process import LeaderProcess
+from .node import is_prefork, new_node_id, node_id, set_node_id
 
 if TYPE_CHECKING:
     from ..app import Elk
@@ -30,10 +31,12 @@ log = logging.getLogger("elk_celery.worker")
 class Heartbeat:
     """Heartbeats every namespace of the app from a daemon thread."""
 
-    def __init__(self, elk: Elk, node: str, info: dict[str, Any]) -> None:
+    def __init__(self, elk: Elk, node: str, info: dict[str, Any],
+                 each_beat: Callable[[], None] | None = None) -> None:
         self.elk = elk
         self.node = node
         self.info = info
+        self.each_beat = each_beat
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="elk-heartbeat", daemon=True)
 
@@ -68,6 +71,8 @@ class Heartbeat:
                        default=self.elk.settings.heartbeat_interval)
         while not self._stop.wait(interval):
             self.beat()
+            if self.each_beat is not None:
+                self.each_beat()
 
     def stop(self) -> None:
         self._stop.set()
@@ -87,7 +92,7 @@ class ElkWorkerStep(bootsteps.StartStopStep):
         # the node id and the hooks
         super().__init__(worker, **kwargs)
         self.heartbeat: Heartbeat | None = None
-        self.leader_loop: LeaderLoop | None = None
+        self.leader: LeaderLoop | LeaderProcess | None = None
         self.metrics_server: Any = None
         self._left = False
         set_node_id(new_node_id(getattr(worker, "hostname", None)), registered=True)
@@ -108,14 +113,35 @@ class ElkWorkerStep(bootsteps.StartStopStep):
                 "concurrency": getattr(worker, "concurrency", None),
                 "pool": type(getattr(worker, "pool", None)).__name__,
                 "started": time.time()}
-        self.heartbeat = Heartbeat(elk, node, info)
+        # the leader process forks before any elk thread exists in this process
+        own = elk.settings.leader_process
+        if own is None:
+            own = is_prefork(worker)
+        self.leader = LeaderProcess(elk, node) if own else LeaderLoop(elk, node)
+        self.leader.start()
+        if isinstance(self.leader, LeaderProcess):
+            info["leader_pid"] = self.leader.pid
+        self.heartbeat = Heartbeat(elk, node, info, each_beat=self._watch_leader)
         self.heartbeat.start()
-        self.leader_loop = LeaderLoop(elk, node)
-        self.leader_loop.start()
         _RUNNING[id(worker.app)] = self
         log.info("elk: node %s serves %s", node, ", ".join(sorted(elk.jobs)) or "no jobs yet")
         from ..metrics_bridge import start_metrics_if_configured
         self.metrics_server = start_metrics_if_configured(elk)
+
+    def _watch_leader(self) -> None:
+        """From the heartbeat thread: a leader process that died (OOM killer,
+        a crash) is replaced by a thread of this process, so the node never
+        holds a lease it does not use. Not forked again: this process has
+        threads now, and a fork copies their locks in whatever state."""
+        leader = self.leader
+        if isinstance(leader, LeaderProcess) and not leader.alive and not self._left:
+            log.error("elk: the leader process exited (code %s): leading from a thread of the "
+                      "worker's main process from now on", leader.exitcode)
+            loop = LeaderLoop(leader.elk, leader.node)
+            loop.start()
+            self.leader = loop
+            if self.heartbeat is not None:
+                self.heartbeat.info.pop("leader_pid", None)
 
     def stop(self, worker: Any) -> None:
         """Warm shutdown: the consumer no longer takes tasks; keep heartbeating
@@ -174,8 +200,8 @@ def drain_and_unregister(elk: Elk, step: ElkWorkerStep) -> None:
     step._left = True
     _RUNNING.pop(id(elk.app), None)
     node = node_id()
-    if step.leader_loop is not None:
-        step.leader_loop.stop()
+    if step.leader is not None:
+        step.leader.stop()
     for job in list(elk.jobs.values()):
         try:
             released = job.store.unregister(node)

@@ -37,3 +37,9 @@ def node_id() -> str:
 def is_registered() -> bool:
     """True when a bootstep heartbeats this node (claims then need it alive)."""
     return _registered
+
+
+def is_prefork(worker: object) -> bool:
+    """Does this Celery worker run the prefork pool (partitions in child processes)?"""
+    pool = getattr(worker, "pool_cls", None)
+    return "prefork" in f"{getattr(pool, '__module__', '')}.{getattr(pool, '__name__', pool)}"
