@@ -82,6 +82,8 @@ def test_bad_settings_fail_at_start_naming_the_key(redis_url, namespace):
         partitioned_task(planner=RangePlanner(max_id=1), task_widow=2)(lambda a, b, c: 0)
     with pytest.raises(ConfigError, match="partition_size"):
         partitioned_task(planner=object())(lambda a, b, c: 0)
+    with pytest.raises(ConfigError, match="leader_process cannot be set per job"):
+        partitioned_task(planner=RangePlanner(max_id=1), leader_process=True)(lambda a, b, c: 0)
 
 
 def test_in_process_worker_runs_the_job(redis_url, redis_client, namespace):
@@ -259,8 +261,11 @@ def test_rabbitmq_broker_with_redis_state(redis_url, namespace):
         Elk(app).settings
     app2 = Celery(f"amqp2-{namespace}", broker="amqp://guest:guest@127.0.0.1:5672//",
                   set_as_current=False)
+    # broker_heartbeat=0: no AMQP heartbeat timer, whose next tick (up to
+    # 10 s away) the stopping worker's event loop would otherwise wait for
     app2.conf.update(task_default_queue=namespace, elk_leader_queue=f"{namespace}.leader",
-                     broker_connection_retry_on_startup=True, elk_redis_url=redis_url, **FAST)
+                     broker_connection_retry_on_startup=True, elk_redis_url=redis_url,
+                     broker_heartbeat=0, **FAST)
     elk = Elk(app2)
     done: list[int] = []
 

@@ -57,6 +57,12 @@ def test_strings_from_config_files_are_coerced():
     assert ElkSettings(task_window=3.0).task_window == 3
 
 
+def test_leader_process_is_auto_by_default_and_takes_config_strings():
+    assert ElkSettings().leader_process is None  # auto: a process under prefork
+    assert ElkSettings.from_celery_conf({"elk_leader_process": "no"}).leader_process is False
+    assert ElkSettings(leader_process="true").leader_process is True
+
+
 def test_reads_a_real_celery_app_conf_and_kwargs_win():
     app = Celery("t", set_as_current=False)
     app.conf.elk_task_window = 3
@@ -106,6 +112,7 @@ def test_unknown_settings_are_named():
     ({"task_window": "many"}, "elk_task_window"),
     ({"allow_preemption": "maybe"}, "elk_allow_preemption"),
     ({"allow_preemption": 1.5}, "elk_allow_preemption"),
+    ({"leader_process": "sometimes"}, "elk_leader_process"),
     ({"max_retries": -1}, "elk_max_retries"),
     ({"retry_backoff": -1}, "elk_retry_backoff"),
     ({"retry_backoff_max": 0}, "elk_retry_backoff_max"),
