@@ -41,6 +41,9 @@ class Scripts:
         self.layout = layout
         self._scripts = {op: client.register_script(source(op, layout)) for op in OPERATIONS}
 
+    def sha(self, operation: str) -> str:
+        return self._scripts[operation].sha
+
     def __call__(self, operation: str, keys: list[str], args: list[Any],
                  client: Any = None) -> Any:
         return self._scripts[operation](keys=keys, args=args, client=client)

@@ -314,6 +314,26 @@ class PartitionStrategy(ABC):
                            else self._stale(pid, node_id, fence, r[at:at + 4]))
         return out
 
+    def complete_send(self, conn: Any, partition_id: int, node_id: str, fence: int,
+                      items_processed: int) -> None:
+        """Write one completion on the connection ``conn`` without waiting for
+        its reply; :meth:`complete_read` reads it (worker/completion.py)."""
+        keys = self.keys.common + self._storage([partition_id])
+        args = [node_id, "1" if self.settings.circuit_breaker_enabled else "0",
+                partition_id, fence, items_processed]
+        conn.send_command("EVALSHA", self.scripts.sha("complete"), len(keys), *keys, *args)
+
+    def complete_read(self, conn: Any, partition_id: int, node_id: str, fence: int) -> int:
+        """The reply of :meth:`complete_send`: the new version, or raises
+        :class:`StaleFenceError` (or Redis's error, e.g. NOSCRIPT)."""
+        try:
+            r = conn.read_response()
+        except redis.ResponseError as exc:
+            raise _translate(exc) from None
+        if text(r[0]) == "ok":
+            return int(r[1])
+        raise self._stale(partition_id, node_id, fence, r[:4])
+
     def fail_partition(self, partition_id: int, node_id: str, fence: int, error: str, *,
                        retryable: bool = True) -> tuple[str, float]:
         """Record a failure: ('retry', delay seconds) or ('failed', 0)."""

@@ -13,10 +13,11 @@ import time
 import traceback
 from typing import TYPE_CHECKING, Any
 
-from celery import Task
+from celery import Task, signals
 
 from ..errors import LeaseLost, ProcessorError, StaleFenceError
 from ..hooks import timed
+from . import completion
 from .lease import Held, keeper
 from .node import is_registered, node_id
 
@@ -86,6 +87,8 @@ def run_partition(task: Task, job: Job, partition_id: int, min_id: int, max_id: 
     store, hooks, s = job.store, job.elk.hooks, job.settings
     node = node_id()
     ns, name = job.namespace, task.name
+    # this process's last completion must have landed before the window is checked
+    completion.settle_all()
     t0 = time.perf_counter()
     with timed(hooks, "claim"):
         c = store.strategy.claim(partition_id, node, window=s.task_window,
@@ -127,7 +130,18 @@ def run_partition(task: Task, job: Job, partition_id: int, min_id: int, max_id: 
 
     if outcome == "completed":
         # elk's own write: a Redis hiccup here is not the processor's failure
-        outcome = _complete(store, hooks, partition_id, node, c.fence, items)
+        def complete() -> str:
+            return _complete(store, hooks, partition_id, node, c.fence, items)
+
+        def report(result: str) -> None:
+            hooks.on_partition_done(ns, node, name, outcome=result, items=items,
+                                    duration=duration, min_id=lo, max_id=hi)
+        req = task.request
+        if not (req.called_directly or req.is_eager) and completion.send(
+                store, partition_id, node, c.fence, items, report, complete):
+            # recorded by Redis now; its reply is read later (worker/completion.py)
+            return f"done: {items} items, fence {c.fence}"
+        outcome = complete()
     elif outcome == "lost":
         # stopped: hand it back now if still ours (a node whose heartbeat only
         # lapsed still owns it) rather than leave it to a lease expiry
@@ -180,6 +194,11 @@ def _complete(store: Any, hooks: Any, partition_id: int, node: str, fence: int, 
             time.sleep(delay)
             delay *= 2
     return "lost"
+
+
+@signals.worker_process_shutdown.connect(weak=False)
+def _settle_on_exit(**_: Any) -> None:
+    completion.settle_all()
 
 
 def make_partition_task(elk: Elk, spec: JobSpec) -> Task:
