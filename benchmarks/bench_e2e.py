@@ -436,6 +436,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     ratio = med["elk"] / med["plain"]
     ok = ratio >= TARGET
+    paired = [e / p for e, p in zip(rates["elk"], rates["plain"])]
+    print("elk / plain, round by round (the machine's speed drifts between rounds): "
+          + ", ".join(f"{x:.2f}" for x in paired) + f"; median {statistics.median(paired):.2f}")
     print(f"CPU cost ratio (plain / elk CPU per task; what the rate ratio tends to on a CPU-bound "
           f"machine): {cost['plain'] / cost['elk']:.2f}")
     print(f"VERDICT: elk_celery {med['elk']:.0f} partitions/s = {ratio:.2f}x plain Celery "

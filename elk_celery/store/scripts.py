@@ -44,6 +44,13 @@ class Scripts:
     def sha(self, operation: str) -> str:
         return self._scripts[operation].sha
 
+    def load(self, *operations: str) -> None:
+        """Make sure Redis knows these scripts (for callers that send EVALSHA
+        themselves: they fall back to the client after a Redis restart)."""
+        for op in operations:
+            script = self._scripts[op]
+            script.registered_client.script_load(script.script)
+
     def __call__(self, operation: str, keys: list[str], args: list[Any],
                  client: Any = None) -> Any:
         return self._scripts[operation](keys=keys, args=args, client=client)

@@ -20,6 +20,7 @@ from ..keys import Keys
 from ..models import Claim, Partition, PartitionStats, Status, coerce_partition
 from ..settings import ElkSettings
 from ..store.connection import redis_from_url, text
+from ..store.line import Line, Owed, bulk
 from ..store.scripts import Scripts
 
 
@@ -51,6 +52,9 @@ class PartitionStrategy(ABC):
         self.namespace = namespace
         self.keys = Keys(namespace, key_prefix or self.settings.key_prefix)
         self.scripts = Scripts(client, self.kind.value)
+        self._line: Line | None = None
+        #: packed pieces of hot-path commands (see :meth:`_hot_command`)
+        self._hot: dict[tuple[Any, ...], tuple[bytes, bytes, bytes, int]] = {}
 
     @classmethod
     def from_url(cls, redis_url: str | None = None, namespace: str = "default",
@@ -314,25 +318,69 @@ class PartitionStrategy(ABC):
                            else self._stale(pid, node_id, fence, r[at:at + 4]))
         return out
 
-    def complete_send(self, conn: Any, partition_id: int, node_id: str, fence: int,
-                      items_processed: int) -> None:
-        """Write one completion on the connection ``conn`` without waiting for
-        its reply; :meth:`complete_read` reads it (worker/completion.py)."""
-        keys = self.keys.common + self._storage([partition_id])
-        args = [node_id, "1" if self.settings.circuit_breaker_enabled else "0",
-                partition_id, fence, items_processed]
-        conn.send_command("EVALSHA", self.scripts.sha("complete"), len(keys), *keys, *args)
+    # -- the worker's hot path, on a process's own connection (store/line.py) --
+    @property
+    def line(self) -> Line:
+        """This strategy's :class:`~elk_celery.store.line.Line` (one per process)."""
+        if self._line is None:
+            self.scripts.load("claim", "complete")  # its EVALSHAs find them
+            self._line = Line(self.redis)
+        return self._line
 
-    def complete_read(self, conn: Any, partition_id: int, node_id: str, fence: int) -> int:
-        """The reply of :meth:`complete_send`: the new version, or raises
-        :class:`StaleFenceError` (or Redis's error, e.g. NOSCRIPT)."""
+    def _hot_command(self, op: str, key: tuple[Any, ...], head: Any, ids: Sequence[int],
+                     tail: Sequence[Any]) -> bytes:
+        """EVALSHA of ``op`` on ``ids`` with args ``head() + tail``, packed;
+        the pieces that only depend on ``key`` are packed once."""
+        pieces = self._hot.get(key)
+        if pieces is None:
+            args = head()
+            pieces = self._hot[key] = (bulk("EVALSHA", self.scripts.sha(op)),
+                                       bulk(*self.keys.common), bulk(*args), len(args))
+        evalsha, common, head_b, n_head = pieces
+        storage = self._storage(ids)
+        nkeys = len(self.keys.common) + len(storage)
+        return b"".join((b"*%d\r\n" % (3 + nkeys + n_head + len(tail)), evalsha, bulk(nkeys),
+                         common, bulk(*storage), head_b, bulk(*tail)))
+
+    def claim_on(self, line: Line, partition_id: int, node_id: str, *, window: int = 0,
+                 require_live_node: bool = False) -> Claim:
+        """:meth:`claim` of one partition to run (the worker's claim) on ``line``.
+        Falls back to the ordinary client when the line can't answer (a
+        lost connection, or a script Redis no longer knows)."""
+        cmd = self._hot_command(
+            "claim", ("claim", node_id, window, require_live_node),
+            lambda: self._claim_args(node_id, "running", window, None, False, True,
+                                     require_live_node),
+            [partition_id], [partition_id])
         try:
-            r = conn.read_response()
+            r = line.call(cmd)
         except redis.ResponseError as exc:
-            raise _translate(exc) from None
-        if text(r[0]) == "ok":
-            return int(r[1])
-        raise self._stale(partition_id, node_id, fence, r[:4])
+            if not isinstance(exc, redis.exceptions.NoScriptError):
+                raise _translate(exc) from None
+            r = None
+        except (redis.ConnectionError, redis.TimeoutError, OSError):
+            r = None
+        if r is None:
+            return self.claim(partition_id, node_id, window=window,
+                              require_live_node=require_live_node)
+        return self._claim_reply(partition_id, r, 0)
+
+    def complete_send(self, line: Line, owed: Owed, partition_id: int, node_id: str,
+                      fence: int, items_processed: int) -> None:
+        """Send one completion on ``line`` without waiting for its reply, which
+        goes to ``owed``; :meth:`complete_reply` reads it (worker/completion.py)."""
+        cmd = self._hot_command(
+            "complete", ("complete", node_id),
+            lambda: [node_id, "1" if self.settings.circuit_breaker_enabled else "0"],
+            [partition_id], [partition_id, fence, items_processed])
+        line.send(cmd, owed)
+
+    def complete_reply(self, reply: Any, partition_id: int, node_id: str, fence: int) -> int:
+        """What the reply of :meth:`complete_send` means: the new version, or
+        raises :class:`StaleFenceError`."""
+        if text(reply[0]) == "ok":
+            return int(reply[1])
+        raise self._stale(partition_id, node_id, fence, reply[:4])
 
     def fail_partition(self, partition_id: int, node_id: str, fence: int, error: str, *,
                        retryable: bool = True) -> tuple[str, float]:

@@ -3,10 +3,11 @@
 A partition's completion is the last Redis round trip before its task
 returns, and under load it costs a third of a no-op partition's time in
 the pool (benchmarks/bench_e2e.py --trace). So the worker writes the
-completion script to a connection of its own and returns at once; the
-reply is read before this process's next claim (so the task window counts
-the finished partition as gone), by the lease keeper within a second when
-the process stays idle, and when the process exits.
+completion script to the process's own connection (store/line.py) and
+returns at once; the reply is read before this process's next claim (so
+the task window counts the finished partition as gone), by the lease
+keeper within a second when the process stays idle, and when the process
+exits.
 
 Nothing is lost by not waiting: the script runs as soon as Redis reads it,
 before Celery acks the message. A reply that never arrives (Redis went
@@ -17,6 +18,8 @@ outcome's report (hooks, metrics, a stale-owner warning) comes later.
 
 from __future__ import annotations
 
+import logging
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -24,11 +27,12 @@ from typing import Any, Callable
 
 from ..errors import StaleFenceError
 
+log = logging.getLogger("elk_celery.worker")
+
 
 @dataclass(eq=False)
 class Pending:
     store: Any
-    conn: Any
     partition_id: int
     node: str
     fence: int
@@ -40,6 +44,9 @@ class Pending:
     sent_at: float = field(default_factory=time.monotonic)
     lock: threading.Lock = field(default_factory=threading.Lock)
     done: bool = False
+    #: filled in by the line (store/line.py): the reply, or the error standing for it
+    reply: Any = None
+    error: BaseException | None = None
 
 
 _pending: set[Pending] = set()
@@ -49,18 +56,11 @@ _lock = threading.Lock()
 def send(store: Any, partition_id: int, node: str, fence: int, items: int,
          report: Callable[[str], None], fallback: Callable[[], str]) -> bool:
     """Send the completion; False when it could not be sent (do it synchronously)."""
-    pool = store.redis.connection_pool
+    p = Pending(store, partition_id, node, fence, items, report, fallback)
     try:
-        conn = pool.get_connection()
+        store.strategy.complete_send(store.strategy.line, p, partition_id, node, fence, items)
     except Exception:  # noqa: BLE001 - Redis away: the synchronous path retries
         return False
-    try:
-        store.strategy.complete_send(conn, partition_id, node, fence, items)
-    except Exception:  # noqa: BLE001
-        conn.disconnect()
-        pool.release(conn)
-        return False
-    p = Pending(store, conn, partition_id, node, fence, items, report, fallback)
     with _lock:
         _pending.add(p)
     return True
@@ -70,26 +70,25 @@ def settle(p: Pending) -> None:
     with p.lock:
         if p.done:
             return
+        p.store.strategy.line.drain()  # reads p's reply unless already read
         p.done = True
         with _lock:
             _pending.discard(p)
-        pool = p.store.redis.connection_pool
-        try:
-            p.store.strategy.complete_read(p.conn, p.partition_id, p.node, p.fence)
-            outcome = "completed"
-        except StaleFenceError as exc:
-            if (exc.current_status == "completed" and exc.current_node == p.node
-                    and exc.current_fence == p.fence):
+        outcome: str | None = None
+        if p.error is None:
+            try:
+                p.store.strategy.complete_reply(p.reply, p.partition_id, p.node, p.fence)
                 outcome = "completed"
-            else:
-                import logging
-                logging.getLogger("elk_celery.worker").warning("elk: %s", exc)
-                outcome = "stale"
-        except Exception:  # noqa: BLE001 - no reply (or NOSCRIPT): write it again
-            p.conn.disconnect()
-            outcome = None
-        pool.release(p.conn)
-        if outcome is None:
+            except StaleFenceError as exc:
+                if (exc.current_status == "completed" and exc.current_node == p.node
+                        and exc.current_fence == p.fence):
+                    outcome = "completed"
+                else:
+                    log.warning("elk: %s", exc)
+                    outcome = "stale"
+            except Exception:  # noqa: BLE001 - Redis away while reading the state
+                outcome = None
+        if outcome is None:  # no reply (or NOSCRIPT): write it again
             outcome = p.fallback()
     p.report(outcome)
 
@@ -99,6 +98,8 @@ def settle_all(older_than: float = 0.0) -> None:
     ``older_than`` seconds ago)."""
     now = time.monotonic()
     with _lock:
+        if not _pending:
+            return
         due = [p for p in _pending if now - p.sent_at >= older_than]
     for p in due:
         settle(p)
@@ -107,3 +108,13 @@ def settle_all(older_than: float = 0.0) -> None:
 def pending_count() -> int:
     with _lock:
         return len(_pending)
+
+
+def _after_fork_in_child() -> None:
+    # the parent's completions are the parent's to settle
+    global _lock
+    _pending.clear()
+    _lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -159,3 +159,31 @@ def test_shutdown_after_a_pool_process_died(cluster, redis_client, namespace):
     p = HashPartitionStrategy(redis_client, namespace).get_partition(pid)
     assert not (str(p.status) in ("claimed", "running") and p.node_id.startswith("oom@")), p
     assert redis_client.zscore(keys.nodes, p.node_id or "none") is None
+
+
+def test_a_pool_process_killed_alone_gives_its_partition_back(cluster, redis_client, namespace):
+    # the OOM killer takes one pool child mid-partition; the worker lives on.
+    # Leases are renewed by the process running the partition, so this one
+    # lapses (3 s here) and the partition runs again, on the same worker.
+    c = cluster(max_id=300, size=100, window=1, sleep=2.0)
+    c.beat()
+    w = c.worker("solo", concurrency=1)
+    keys = Keys(namespace)
+    strategy = HashPartitionStrategy(redis_client, namespace)
+    wait_for(lambda: redis_client.zcard(keys.leases) >= 1, 30, lambda: "a running partition\n" + c.logs())
+    pid = int(redis_client.zrange(keys.leases, 0, 0)[0])
+    fence = strategy.get_partition(pid).fence
+    node = strategy.get_partition(pid).node_id
+    info = next(n.info for n in _store(redis_client, namespace).nodes() if n.node_id == node)
+    children = [int(x) for x in open(f"/proc/{w.pid}/task/{w.pid}/children").read().split()]
+    pool = [ch for ch in children if ch != info.get("leader_pid")]
+    assert len(pool) == 1, (children, info)
+    os.kill(pool[0], signal.SIGKILL)
+    wait_for(lambda: done(redis_client, namespace, 3), 60, lambda: "3 partitions\n" + c.logs())
+    assert w.proc.poll() is None, "the worker itself lives on"
+    p = strategy.get_partition(pid)
+    assert p.node_id.startswith("solo@") and p.fence > fence
+    st = stats(redis_client, namespace)
+    assert st.recovered + st.preempted >= 1, st  # taken back after its lease lapsed
+    missing, twice = coverage(ledger(redis_client, namespace), 300)
+    assert not missing and not twice

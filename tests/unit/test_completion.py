@@ -14,8 +14,6 @@ from elk_celery.worker.runner import _complete
 def _claimed(strategy, pid: int = 1):
     strategy.create_partitions_if_not_exist([Partition(partition_id=pid, min_id=1, max_id=10),
                                              Partition(partition_id=99, min_id=11, max_id=20)])
-    # one completion the usual way: Redis then knows the script (after a
-    # Redis restart the first deferred one gets NOSCRIPT and is written again)
     strategy.complete_partition(99, "n1", strategy.claim(99, "n1").fence, 10)
     return strategy.claim(pid, "n1")
 
@@ -59,7 +57,7 @@ def test_a_reply_that_cannot_be_read_is_settled_by_writing_again(strategy):
     fallbacks: list[int] = []
     assert _send(strategy, 1, c.fence, outcomes, fallbacks)
     pending = next(iter(completion._pending))
-    pending.conn.disconnect()  # the reply is gone with the connection
+    pending.store.strategy.line.drop()  # the reply is gone with the connection
     completion.settle_all()
     # the repeat found its own completion done: success, written once
     assert fallbacks == [1] and outcomes == ["completed"]
@@ -70,7 +68,8 @@ def test_a_reply_that_cannot_be_read_is_settled_by_writing_again(strategy):
 
 def test_an_unknown_script_is_settled_by_writing_again(strategy, redis_client):
     c = _claimed(strategy)
-    redis_client.script_flush()  # as after a Redis restart
+    assert strategy.line  # the process's line exists (it loaded the scripts)...
+    redis_client.script_flush()  # ...then Redis restarted
     outcomes: list[str] = []
     fallbacks: list[int] = []
     assert _send(strategy, 1, c.fence, outcomes, fallbacks)
