@@ -26,6 +26,13 @@ def _proc_of(c, node_id: str):
     return next(p for p in c.procs if p.log_path.name == f"{name}.log")
 
 
+def _running_partition(c, redis_client, namespace) -> int:
+    """Wait for a partition to be running; its id."""
+    leases = Keys(namespace).leases
+    wait_for(lambda: redis_client.zcard(leases) >= 1, 30, lambda: "a running partition\n" + c.logs())
+    return int(redis_client.zrange(leases, 0, 0)[0])
+
+
 def test_leader_killed_another_takes_over(cluster, redis_client, namespace):
     c = cluster(max_id=6_000, size=100, window=2, sleep=0.1)
     c.beat()
@@ -51,10 +58,8 @@ def test_worker_killed_mid_partition_is_finished_by_another(cluster, redis_clien
     c = cluster(max_id=400, size=100, window=1, sleep=2.0)
     c.beat()
     victim = c.worker("victim", concurrency=1)
-    keys = Keys(namespace)
     strategy = HashPartitionStrategy(redis_client, namespace)
-    wait_for(lambda: redis_client.zcard(keys.leases) >= 1, 30, lambda: "a running partition\n" + c.logs())
-    pid = int(redis_client.zrange(keys.leases, 0, 0)[0])
+    pid = _running_partition(c, redis_client, namespace)
     victim.signal(signal.SIGKILL, group=True)
     victim.wait(10)
     c.worker("rescuer", concurrency=1)
@@ -93,10 +98,8 @@ def test_paused_owner_is_fenced_off(cluster, redis_client, namespace):
     c = cluster(max_id=200, size=100, window=1, sleep=3.0, allow_preemption=True)
     c.beat()
     sleeper = c.worker("sleeper", concurrency=1)
-    keys = Keys(namespace)
     strategy = HashPartitionStrategy(redis_client, namespace)
-    wait_for(lambda: redis_client.zcard(keys.leases) >= 1, 30, lambda: "a running partition\n" + c.logs())
-    pid = int(redis_client.zrange(keys.leases, 0, 0)[0])
+    pid = _running_partition(c, redis_client, namespace)
     first = strategy.get_partition(pid)
     sleeper.signal(signal.SIGSTOP, group=True)
     c.worker("taker", concurrency=1)
@@ -148,8 +151,7 @@ def test_shutdown_after_a_pool_process_died(cluster, redis_client, namespace):
     c.beat()
     w = c.worker("oom", concurrency=1)
     keys = Keys(namespace)
-    wait_for(lambda: redis_client.zcard(keys.leases) >= 1, 30, lambda: "a running partition\n" + c.logs())
-    pid = int(redis_client.zrange(keys.leases, 0, 0)[0])
+    pid = _running_partition(c, redis_client, namespace)
     children = [int(x) for x in open(f"/proc/{w.pid}/task/{w.pid}/children").read().split()]
     assert children, "the prefork pool has a child"
     for child in children:
@@ -168,10 +170,8 @@ def test_a_pool_process_killed_alone_gives_its_partition_back(cluster, redis_cli
     c = cluster(max_id=300, size=100, window=1, sleep=2.0)
     c.beat()
     w = c.worker("solo", concurrency=1)
-    keys = Keys(namespace)
     strategy = HashPartitionStrategy(redis_client, namespace)
-    wait_for(lambda: redis_client.zcard(keys.leases) >= 1, 30, lambda: "a running partition\n" + c.logs())
-    pid = int(redis_client.zrange(keys.leases, 0, 0)[0])
+    pid = _running_partition(c, redis_client, namespace)
     fence = strategy.get_partition(pid).fence
     node = strategy.get_partition(pid).node_id
     info = next(n.info for n in _store(redis_client, namespace).nodes() if n.node_id == node)
