@@ -4,8 +4,10 @@
 For each strategy (hash, simple), in one run:
 
 * **baseline**: a bare ``EVALSHA`` of ``return 1``, one call at a time, p50/p99;
-* **claim**: ``strategy.claim()`` (the worker's hot path, one script call)
-  on fresh pending partitions, one at a time, p50/p99;
+* **claim**: ``strategy.claim()`` (one script call through redis-py) on
+  fresh pending partitions, one at a time, p50/p99, and the same with
+  ``worker_claim()``, the pool process's claim on a connection of its own
+  (store/line.py), with the client's CPU per call of both;
 * **lifecycles/s**: create -> claim -> complete of N one-ID partitions by 1
   and by 2 client processes (disjoint partitions, started together), timed
   from the first create to the last complete. Creates are always batched
@@ -107,21 +109,27 @@ def bench_evalsha(client: redis.Redis, n: int) -> list[float]:
     return out
 
 
-def bench_claim(kind: str, client: redis.Redis, n: int, batch: int) -> list[float]:
+def bench_claim(kind: str, client: redis.Redis, n: int, batch: int,
+                worker: bool = False) -> tuple[list[float], float]:
+    """Latencies (µs) of n claims, and the client's CPU µs per claim:
+    ``claim()`` through redis-py, or (``worker``) ``worker_claim()`` on the
+    process's own connection, as a pool process claims."""
     ns = f"bench-claim-{uuid.uuid4().hex[:8]}"
     s = make(kind, client, ns)
+    claim = s.worker_claim if worker else s.claim
     try:
         create(s, 0, n + 200, batch)
         for pid in range(n, n + 200):  # warm up (loads the script)
-            s.claim(pid, "bench")
+            claim(pid, "bench")
         out = []
         clock = time.perf_counter_ns
+        cpu0 = time.process_time()
         for pid in range(n):
             t = clock()
-            c = s.claim(pid, "bench")
+            c = claim(pid, "bench")
             out.append((clock() - t) / 1000)
             assert c.ok, c
-        return out
+        return out, (time.process_time() - cpu0) / n * 1e6
     finally:
         cleanup(client, ns)
 
@@ -247,12 +255,17 @@ def main(argv: list[str] | None = None) -> int:
             base = bench_evalsha(client, a.claims)
             rows.append((kind, "bare EVALSHA 'return 1' p50 / p99 (µs)",
                          f"{pct(base, 50):7.0f} / {pct(base, 99):5.0f}", "baseline"))
-            lat = bench_claim(kind, client, a.claims, a.create_batch)
+            lat, cpu = bench_claim(kind, client, a.claims, a.create_batch)
             p99 = pct(lat, 99)
             ok = p99 < CLAIM_P99_TARGET_US
             missed += [] if ok else [f"{kind} claim p99"]
             rows.append((kind, "claim() p50 / p99 (µs)", f"{pct(lat, 50):7.0f} / {p99:5.0f}",
                          f"p99 < {CLAIM_P99_TARGET_US:.0f}: {'met' if ok else 'MISSED'}"))
+            wlat, wcpu = bench_claim(kind, client, a.claims, a.create_batch, worker=True)
+            rows.append((kind, "worker_claim() p50 / p99 (µs)",
+                         f"{pct(wlat, 50):7.0f} / {pct(wlat, 99):5.0f}", "the pool's claim"))
+            rows.append((kind, "client CPU per claim: claim() / worker_claim() (µs)",
+                         f"{cpu:7.0f} / {wcpu:5.0f}", "compared in this run"))
             best = 0.0
             for procs in (1, 2):
                 for mode in ("sequential", "batched"):

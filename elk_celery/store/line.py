@@ -2,11 +2,11 @@
 
 A pool process claims and completes one partition at a time, and redis-py
 spends more CPU on such a call (pool checkout and release, argument
-packing, retry wrappers: ~90 µs on the development machine) than Redis
-spends running the claim script. A :class:`Line` is one connection per
-process per namespace, used under a lock, for commands the strategy packs
-from cached pieces (~35 µs a call; benchmarks/bench_e2e.py shows the
-effect end to end).
+packing, retry wrappers: 91 µs per claim on the development machine) than
+Redis spends running the claim script. A :class:`Line` is one connection
+per process per namespace, used under a lock, for commands the strategy
+packs from cached pieces (41 µs per claim; both measured by
+benchmarks/bench_strategies.py).
 
 It also carries completions whose reply is read later
 (worker/completion.py). Replies come back in the order the commands were

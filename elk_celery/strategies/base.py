@@ -342,18 +342,18 @@ class PartitionStrategy(ABC):
         return b"".join((b"*%d\r\n" % (3 + nkeys + n_head + len(tail)), evalsha, bulk(nkeys),
                          common, bulk(*storage), head_b, bulk(*tail)))
 
-    def claim_on(self, line: Line, partition_id: int, node_id: str, *, window: int = 0,
-                 require_live_node: bool = False) -> Claim:
-        """:meth:`claim` of one partition to run (the worker's claim) on ``line``.
-        Falls back to the ordinary client when the line can't answer (a
-        lost connection, or a script Redis no longer knows)."""
+    def worker_claim(self, partition_id: int, node_id: str, *, window: int = 0,
+                     require_live_node: bool = False) -> Claim:
+        """:meth:`claim` of one partition to run, on this process's :attr:`line`
+        (the worker's hot path). Falls back to the ordinary client when the
+        line can't answer (a lost connection, or a script Redis forgot)."""
         cmd = self._hot_command(
             "claim", ("claim", node_id, window, require_live_node),
             lambda: self._claim_args(node_id, "running", window, None, False, True,
                                      require_live_node),
             [partition_id], [partition_id])
         try:
-            r = line.call(cmd)
+            r = self.line.call(cmd)
         except redis.ResponseError as exc:
             if not isinstance(exc, redis.exceptions.NoScriptError):
                 raise _translate(exc) from None
@@ -365,15 +365,16 @@ class PartitionStrategy(ABC):
                               require_live_node=require_live_node)
         return self._claim_reply(partition_id, r, 0)
 
-    def complete_send(self, line: Line, owed: Owed, partition_id: int, node_id: str,
-                      fence: int, items_processed: int) -> None:
-        """Send one completion on ``line`` without waiting for its reply, which
-        goes to ``owed``; :meth:`complete_reply` reads it (worker/completion.py)."""
+    def complete_send(self, owed: Owed, partition_id: int, node_id: str, fence: int,
+                      items_processed: int) -> None:
+        """Send one completion on this process's :attr:`line` without waiting
+        for its reply, which goes to ``owed``; :meth:`complete_reply` reads it
+        (worker/completion.py)."""
         cmd = self._hot_command(
             "complete", ("complete", node_id),
             lambda: [node_id, "1" if self.settings.circuit_breaker_enabled else "0"],
             [partition_id], [partition_id, fence, items_processed])
-        line.send(cmd, owed)
+        self.line.send(cmd, owed)
 
     def complete_reply(self, reply: Any, partition_id: int, node_id: str, fence: int) -> int:
         """What the reply of :meth:`complete_send` means: the new version, or

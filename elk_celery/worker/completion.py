@@ -58,7 +58,7 @@ def send(store: Any, partition_id: int, node: str, fence: int, items: int,
     """Send the completion; False when it could not be sent (do it synchronously)."""
     p = Pending(store, partition_id, node, fence, items, report, fallback)
     try:
-        store.strategy.complete_send(store.strategy.line, p, partition_id, node, fence, items)
+        store.strategy.complete_send(p, partition_id, node, fence, items)
     except Exception:  # noqa: BLE001 - Redis away: the synchronous path retries
         return False
     with _lock:

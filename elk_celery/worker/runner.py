@@ -91,8 +91,8 @@ def run_partition(task: Task, job: Job, partition_id: int, min_id: int, max_id: 
     completion.settle_all()
     t0 = time.perf_counter()
     with timed(hooks, "claim"):
-        c = store.strategy.claim_on(store.strategy.line, partition_id, node,
-                                    window=s.task_window, require_live_node=is_registered())
+        c = store.strategy.worker_claim(partition_id, node, window=s.task_window,
+                                        require_live_node=is_registered())
     queued = (time.time() * 1000 - dispatched_at) / 1000 if dispatched_at else None
     hooks.on_claim(ns, node, name, c.code, duration=time.perf_counter() - t0, queued=queued)
     if not c.ok:

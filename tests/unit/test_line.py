@@ -20,51 +20,51 @@ def _create(strategy, n: int = 3) -> None:
          for i in range(1, n + 1)])
 
 
-def test_claim_on_answers_like_claim(strategy):
+def test_worker_claim_answers_like_claim(strategy):
     _create(strategy)
-    a = strategy.claim_on(strategy.line, 1, "n1", window=2)
+    a = strategy.worker_claim(1, "n1", window=2)
     b = strategy.claim(2, "n1", window=2)
     assert (a.code, a.fence, a.attempts, a.min_id, a.max_id) == ("ok", 1, 1, 11, 20)
     assert a.options == {"k": 1} and b.options == {"k": 2}
     # the window counts claims made either way
-    c = strategy.claim_on(strategy.line, 3, "n1", window=2)
+    c = strategy.worker_claim(3, "n1", window=2)
     assert c.code == "window"
-    assert strategy.claim_on(strategy.line, 99, "n1").code == "missing"
+    assert strategy.worker_claim(99, "n1").code == "missing"
     assert str(strategy.get_partition(1).status) == "running"
 
 
-def test_claim_on_loads_a_forgotten_script(strategy, redis_client):
+def test_worker_claim_loads_a_forgotten_script(strategy, redis_client):
     _create(strategy)
-    strategy.claim_on(strategy.line, 1, "n1")
+    strategy.worker_claim(1, "n1")
     redis_client.script_flush()  # as after a Redis restart
-    c = strategy.claim_on(strategy.line, 2, "n1")
+    c = strategy.worker_claim(2, "n1")
     assert c.ok and c.fence == 1
     assert redis_client.script_exists(strategy.scripts.sha("claim")) == [True]
 
 
-def test_claim_on_survives_its_connection_being_killed(strategy, redis_client):
+def test_worker_claim_survives_its_connection_being_killed(strategy, redis_client):
     _create(strategy)
-    assert strategy.claim_on(strategy.line, 1, "n1").ok
+    assert strategy.worker_claim(1, "n1").ok
     conn = strategy.line._conn
     conn.send_command("CLIENT", "ID")
     killed = redis_client.client_kill_filter(_id=conn.read_response())
     assert killed == 1
     # the line finds it dead, the ordinary client claims, the line reconnects
-    assert strategy.claim_on(strategy.line, 2, "n1").ok
-    assert strategy.claim_on(strategy.line, 3, "n1").ok
+    assert strategy.worker_claim(2, "n1").ok
+    assert strategy.worker_claim(3, "n1").ok
     assert strategy.line._conn is not conn
     assert strategy.get_partition_stats().running_count == 3
 
 
 def test_an_owed_reply_is_read_before_the_next_command(strategy):
     _create(strategy)
-    c = strategy.claim_on(strategy.line, 1, "n1")
+    c = strategy.worker_claim(1, "n1")
     outcomes: list[str] = []
     store = NamespaceStore(strategy)
     assert completion.send(store, 1, "n1", c.fence, 10, outcomes.append, lambda: "lost")
     assert len(strategy.line.owed) == 1
     # the claim reads the completion's reply first, then its own
-    c2 = strategy.claim_on(strategy.line, 2, "n1")
+    c2 = strategy.worker_claim(2, "n1")
     assert c2.ok and c2.min_id == 21
     assert not strategy.line.owed and outcomes == []
     completion.settle_all()
@@ -79,7 +79,7 @@ def test_the_line_uses_the_urls_password(private_redis, strategy_cls, namespace)
         url = private_redis.url.replace("redis://", "redis://:s3cret@")
         strategy = strategy_cls(redis.Redis.from_url(url), namespace)
         _create(strategy)
-        c = strategy.claim_on(strategy.line, 1, "n1")
+        c = strategy.worker_claim(1, "n1")
         assert c.ok
         outcomes: list[str] = []
         assert completion.send(NamespaceStore(strategy), 1, "n1", c.fence, 5, outcomes.append,
@@ -91,13 +91,13 @@ def test_the_line_uses_the_urls_password(private_redis, strategy_cls, namespace)
 
 
 def _child_claims(strategy, q) -> None:
-    c = strategy.claim_on(strategy.line, 2, "child")
+    c = strategy.worker_claim(2, "child")
     q.put((c.code, os.getpid(), len(strategy.line.owed)))
 
 
 def test_a_forked_child_gets_a_connection_of_its_own(strategy):
     _create(strategy)
-    assert strategy.claim_on(strategy.line, 1, "parent").ok
+    assert strategy.worker_claim(1, "parent").ok
     parent_conn = strategy.line._conn
     ctx = multiprocessing.get_context("fork")
     q = ctx.Queue()
@@ -108,5 +108,5 @@ def test_a_forked_child_gets_a_connection_of_its_own(strategy):
     assert (code, owed) == ("ok", 0) and pid != os.getpid() and p.exitcode == 0
     # the parent's connection was neither used nor closed by the child
     assert strategy.line._conn is parent_conn
-    assert strategy.claim_on(strategy.line, 3, "parent").ok
+    assert strategy.worker_claim(3, "parent").ok
     assert strategy.get_partition(2).node_id == "child"

@@ -1,0 +1,60 @@
+"""The benchmark scripts still run and print their figures (small sizes:
+these check the scripts, not the speed; the figures are the scripts' own
+business, see the README's Benchmarks section)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.benchmark
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def _run(script: str, *args: str, redis_url: str | None = None, timeout: float = 300) -> str:
+    env = dict(os.environ)
+    if redis_url:
+        env["ELK_REDIS_URL"] = redis_url
+    p = subprocess.run([sys.executable, str(BENCH / script), *args], env=env, cwd=BENCH.parent,
+                       capture_output=True, text=True, timeout=timeout)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    return p.stdout
+
+
+def test_bench_strategies_compares_both_claims(redis_url):
+    out = _run("bench_strategies.py", "--claims", "300", "--lifecycles", "1000",
+               "--seq-lifecycles", "300", "--repeat", "1", "--create-batch", "500",
+               "--redis-url", redis_url)
+    for kind in ("hash", "simple"):
+        cpu = re.search(rf"{kind}\s+client CPU per claim: claim\(\) / worker_claim\(\) \(µs\)\s+"
+                        r"(\d+) /\s+(\d+)", out)
+        assert cpu, out
+        assert int(cpu.group(1)) > 0 and int(cpu.group(2)) > 0
+        assert re.search(rf"{kind}\s+worker_claim\(\) p50 / p99", out), out
+
+
+def test_bench_e2e_prints_both_rates_and_a_verdict():
+    out = _run("bench_e2e.py", "--n", "200", "--rounds", "1", "--no-acks-late")
+    assert re.search(r"round 1: plain\s+200 in", out), out
+    assert re.search(r"round 1: elk\s+200 in", out), out
+    assert re.search(r"first partition done \d+ ms after its creation, \d+ done in the first second",
+                     out), out
+    assert "claims" in out and "stale writes 0, failed 0" in out, out
+    assert re.search(r"VERDICT: elk_celery \d+ partitions/s = [\d.]+x plain Celery", out), out
+
+
+def test_bench_gaps_and_metrics_run(redis_url):
+    out = _run("bench_gaps.py", "--partitions", "20000", "--compact", "2000", "--repeat", "1",
+               "--redis-url", redis_url)
+    assert re.search(r"full detection \(new leader\)\s+[\d.]+ ms\s+read 20,000 entries", out), out
+    assert re.search(r"compaction of 2,000 completed\s+\d+ ms", out), out
+    out = _run("bench_metrics.py", "--iterations", "200", "--partitions", "100",
+               "--processes", "2", "--reads", "5")
+    assert re.search(r"hooks per partition, multiprocess\s+[\d.]+ us", out), out
+    assert re.search(r"GET /metrics, 3 processes merged\s+p50 [\d.]+ ms", out), out
