@@ -18,6 +18,7 @@ _NAMESPACE = re.compile(r"^[A-Za-z0-9_.\-]{1,100}$")
 COMMON = (
     "stats", "ids", "pending", "leases", "failed", "nodes", "nodes_info",
     "inflight", "leader", "meta", "breaker", "breaker_fails",
+    "wake", "queued", "corrupt",
 )
 
 
@@ -62,6 +63,9 @@ class Keys:
     meta: str
     breaker: str
     breaker_fails: str
+    wake: str
+    queued: str
+    corrupt: str
 
     def partition(self, partition_id: int | str) -> str:
         """SimpleStrategy: the string key holding one partition."""

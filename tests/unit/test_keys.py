@@ -23,7 +23,7 @@ def test_common_keys_are_in_the_documented_order():
     assert k.common == [f"elk:{{ns1}}:{n}" for n in COMMON]
     assert k.stats == "elk:{ns1}:stats" and k.breaker_fails == "elk:{ns1}:breaker_fails"
     # the order _lib.lua relies on
-    assert COMMON[0] == "stats" and COMMON[1] == "ids" and len(COMMON) == 12
+    assert COMMON[0] == "stats" and COMMON[1] == "ids" and len(COMMON) == 15
 
 
 def test_fixed_keys_are_distinct_and_include_the_partition_hash():

@@ -1,5 +1,5 @@
 -- _io_hash.lua: storage adapter of HashPartitionStrategy.
---   KEYS[13] partitions  hash  partition id -> partition JSON
+--   KEYS[16] partitions  hash  partition id -> partition JSON
 -- The lease lives in the partition itself (field `lease`, expiry in ms).
 
 local function p_load(i, id)

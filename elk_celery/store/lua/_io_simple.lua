@@ -1,6 +1,6 @@
 -- _io_simple.lua: storage adapter of SimpleStrategy.
---   KEYS[13 + 2*(i-1)] p:<id>     string  partition JSON (no TTL)
---   KEYS[14 + 2*(i-1)] lock:<id>  string  "node|fence", PX = the lease
+--   KEYS[16 + 2*(i-1)] p:<id>     string  partition JSON (no TTL)
+--   KEYS[17 + 2*(i-1)] lock:<id>  string  "node|fence", PX = the lease
 -- for the i-th partition the call names (1-based, in ARGV order). The lock
 -- key is the lease: it vanishes when the owner stops renewing it.
 

@@ -18,13 +18,19 @@
 --   KEYS[10] meta           hash   epoch, planning cursor, watermark, ...
 --   KEYS[11] breaker        hash   circuit breaker state
 --   KEYS[12] breaker_fails  zset   recent failures, score = time (ms)
---   KEYS[13..] partition storage, see the adapter.
+--   KEYS[13] wake           list   wake-ups for the leader loop (at most one entry)
+--   KEYS[14] queued         zset   id of a partition whose task message was sent
+--                                  and not yet taken by a claim, score = sent (ms)
+--   KEYS[15] corrupt        zset   id of a quarantined partition (its stored value
+--                                  is not an elk partition), score = when found (ms)
+--   KEYS[16..] partition storage, see the adapter.
 -- Times are Redis server time in milliseconds; nodes' clocks are never used.
 
 local K_STATS, K_IDS, K_PENDING, K_LEASES, K_FAILED = 1, 2, 3, 4, 5
 local K_NODES, K_NODES_INFO, K_INFLIGHT, K_LEADER, K_META = 6, 7, 8, 9, 10
 local K_BREAKER, K_BREAKER_FAILS = 11, 12
-local K_STORE = 13
+local K_WAKE, K_QUEUED, K_CORRUPT = 13, 14, 15
+local K_STORE = 16
 
 local function now_ms()
   local t = redis.call('TIME')
