@@ -48,6 +48,8 @@ class Job:
     elk: Elk
     _settings: ElkSettings | None = field(default=None, repr=False)
     _store: NamespaceStore | None = field(default=None, repr=False)
+    #: what this process's leader rounds measured (leader/flow.py FlowMeter)
+    leader_state: Any = field(default=None, repr=False)
 
     @property
     def namespace(self) -> str:

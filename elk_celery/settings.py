@@ -44,10 +44,11 @@ class ElkSettings:
     leader_lock_expiry: float = 30.0
     #: Lifetime of a partition lease (renewed every heartbeat while the partition runs).
     partition_lock_expiry: float = 180.0
-    #: Planning: range size = partition size x live nodes x this multiple.
+    #: The least pending backlog: live slots (task windows) x this multiple.
     worker_partition_multiple: int = 5
-    #: Max partitions one node processes in parallel (across its pool processes).
-    task_window: int = 1
+    #: Max partitions one node processes in parallel (across its pool
+    #: processes); None = the worker's pool size (its -c, or the autoscale maximum).
+    task_window: int | None = None
     #: Let a worker take a partition whose owner's lease expired or whose owner died.
     allow_preemption: bool = False
     #: A dispatched partition still unclaimed after this long is sent again.
@@ -59,10 +60,11 @@ class ElkSettings:
     retry_backoff_max: float = 300.0
     #: A task refused by a full task window or an open breaker is re-sent after this.
     defer_delay: float = 1.0
-    #: Max pending partitions planned ahead
-    #: (0 = live nodes x task_window x worker_partition_multiple, as in the original).
+    #: Cap on the partitions kept pending (planned, not yet claimed). 0 = no
+    #: cap: the leader keeps what the measured completion rate needs, and at
+    #: least live slots x worker_partition_multiple (see "The flow" in the README).
     max_pending_partitions: int = 0
-    #: Max task messages the leader sends per tick.
+    #: Max task messages the leader sends in one round.
     dispatch_batch: int = 1000
     #: Compaction starts once more than this many partitions are stored: the
     #: contiguous completed prefix is then folded into a watermark (memory
@@ -157,7 +159,9 @@ class ElkSettings:
         for name in ("retry_backoff", "defer_delay"):
             if getattr(self, name) < 0:
                 raise bad(name, "must be a duration >= 0")
-        for name in ("worker_partition_multiple", "task_window", "dispatch_batch",
+        if self.task_window is not None and self.task_window < 1:
+            raise bad("task_window", "must be an integer >= 1, or None for the worker's pool size")
+        for name in ("worker_partition_multiple", "dispatch_batch",
                      "circuit_breaker_consecutive_failures", "circuit_breaker_total_failures",
                      "circuit_breaker_half_open_max_requests"):
             if getattr(self, name) < 1:

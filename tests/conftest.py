@@ -147,6 +147,17 @@ def wait_for(cond: Callable[[], object], timeout: float, what: str | Callable[[]
         time.sleep(interval)
 
 
+def holds_for(cond: Callable[[], object], seconds: float, what: str | Callable[[], str],
+              interval: float = 0.1) -> None:
+    """Check that ``cond`` stays truthy for ``seconds`` (for "nothing
+    happens while ..." assertions); fail at once, naming ``what``, if not."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not cond():
+            raise AssertionError(f"no longer true: {what() if callable(what) else what}")
+        time.sleep(interval)
+
+
 class CeleryProc:
     """A ``celery worker`` or ``celery beat`` subprocess of tests/apps/jobapp.py."""
 

@@ -1,12 +1,20 @@
-"""Leadership, once won, is exercised by the leader node itself.
+"""The leader loop: every worker runs one, and demand paces it.
 
-Beat's ticks go to whichever worker takes them, so the node holding a
-namespace's lease would otherwise lead only on the ticks it happens to
-receive (one in N with N workers) and could even let its lease lapse. The
-tick elects; this loop then renews the lease and recovers, plans and
-dispatches every ``leader_election_interval`` for as long as this node
-holds it. It runs in a process of its own beside the worker's main process
-(:mod:`.process`) or in a thread of the main process.
+Each job gets a thread. It takes the namespace's leader lease when the lease
+is free or its holder is dead (so the first worker leads at once, and no
+beat tick is needed to elect), and then leads for as long as it holds it:
+a round runs whenever the job's own progress asks for one (claims that
+leave the sent messages or the pending backlog low, retries, releases, new
+nodes: the scripts push a wake-up that this thread waits on), when a
+re-sent partition falls due, and at least every ``leader_election_interval``
+(a *full* round, which also recovers partitions of dead owners, checks for
+gaps and compacts). A node that does not hold the lease only tries to take
+it once per interval.
+
+It runs in a process of its own beside the worker's main process
+(:mod:`.process`) or in threads of the main process. If the main process
+hangs, the node's heartbeat goes stale and the lease script refuses to renew
+it (role ``dead``), so someone alive takes over.
 """
 
 from __future__ import annotations
@@ -14,18 +22,22 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from typing import TYPE_CHECKING
 
 from .tick import tick_job
 
 if TYPE_CHECKING:
-    from ..app import Elk
+    from ..app import Elk, Job
 
 log = logging.getLogger("elk_celery.leader")
 
+#: Leader roles that mean this node leads.
+LEADING = frozenset(("elected", "renewed"))
+
 
 class LeaderLoop:
-    """Leads every namespace ``node`` holds the lease of, each interval.
+    """Leads every job of ``elk`` that ``node`` holds (or can take) the lease of.
 
     ``parent_pid``: when set (the leader process), the loop ends as soon as
     that process is gone.
@@ -35,64 +47,75 @@ class LeaderLoop:
         self.elk = elk
         self.node = node
         self.parent_pid = parent_pid
-        self._stop = threading.Event()
-        self._epochs: dict[str, int] = {}  # the epoch each namespace was last led with
-        self._silent: set[str] = set()     # namespaces where this node is not live (logged once)
-        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
-        """Lead from a daemon thread of this process."""
-        self._thread = threading.Thread(target=self.run, name="elk-leader", daemon=True)
-        self._thread.start()
+        """Lead from daemon threads of this process, one per job."""
+        for job in list(self.elk.jobs.values()):
+            t = threading.Thread(target=self._lead, args=(job,), daemon=True,
+                                 name=f"elk-leader-{job.namespace}")
+            t.start()
+            self._threads.append(t)
+
+    def request_stop(self) -> None:
+        """Ask the threads to stop (safe from a signal handler)."""
+        self._stopping.set()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
+        self._stopping.set()
+        for job in list(self.elk.jobs.values()):
+            try:  # unblock a thread waiting for a wake-up
+                job.store.wake("stop")
+            except Exception:  # noqa: BLE001 - Redis away: it wakes at its timeout
+                pass
+        for t in self._threads:
+            t.join(timeout=30)
 
     @property
     def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def run_once(self) -> int:
-        """Lead every namespace this node holds the lease of; returns how many."""
-        led = 0
-        for job in list(self.elk.jobs.values()):
-            if self._stop.is_set():
-                break
-            try:
-                holder = job.store.leader()
-                if holder is None or holder[0] != self.node:
-                    continue
-                # The main process heartbeats the node. If it hangs (or is
-                # stopped) while this loop runs on, the node is dead to
-                # everyone else: stop renewing so another node takes over,
-                # and don't recover this node's own partitions from under it.
-                if self.node not in job.store.live_node_ids():
-                    if job.namespace not in self._silent:
-                        log.warning("elk: %s: not leading: this node's heartbeat is stale",
-                                    job.namespace)
-                        self._silent.add(job.namespace)
-                    continue
-                self._silent.discard(job.namespace)
-                # a full gap scan on the first round of each new epoch
-                new = self._epochs.get(job.namespace) != holder[1]
-                tick_job(job, self.node, full_gaps=new)
-                self._epochs[job.namespace] = holder[1]
-                led += 1
-            except Exception as exc:  # noqa: BLE001 - Redis or broker down: next round
-                log.warning("elk: leader round for %s failed: %r", job.namespace, exc)
-        return led
+        return any(t.is_alive() for t in self._threads)
 
     def _orphaned(self) -> bool:
         return self.parent_pid is not None and os.getppid() != self.parent_pid
 
     def run(self) -> None:
-        """Lead each interval until stopped (or orphaned)."""
-        interval = min((j.settings.leader_election_interval for j in self.elk.jobs.values()),
-                       default=self.elk.settings.leader_election_interval)
-        while not self._stop.wait(interval):
+        """Lead until stopped (or orphaned): the leader process's main."""
+        self.start()
+        while not self._stopping.wait(1.0):
             if self._orphaned():
                 log.warning("elk: the worker's main process is gone: the leader process exits")
-                return
-            self.run_once()
+                break
+        self.stop()
+
+    def _lead(self, job: Job) -> None:
+        interval = job.settings.leader_election_interval
+        next_full = 0.0   # monotonic time of the next full round
+        dead_logged = False
+        while not self._stopping.is_set():
+            try:
+                full = time.monotonic() >= next_full
+                out = tick_job(job, self.node, full=full)
+                role = out["role"]
+                if role == "dead":
+                    if not dead_logged:
+                        log.warning("elk: %s: not leading: this node's heartbeat is stale",
+                                    job.namespace)
+                        dead_logged = True
+                    self._stopping.wait(interval)
+                    continue
+                dead_logged = False
+                if role not in LEADING:
+                    next_full = 0.0  # a full round first, should the lease come here
+                    self._stopping.wait(interval)
+                    continue
+                if full or role == "elected":
+                    next_full = time.monotonic() + interval
+                timeout = next_full - time.monotonic()
+                if out.get("next_due_in") is not None:
+                    timeout = min(timeout, out["next_due_in"] + 0.005)
+                if not self._stopping.is_set():
+                    job.store.wait_for_wake(max(0.0, timeout))
+            except Exception as exc:  # noqa: BLE001 - Redis or broker down: try again
+                log.warning("elk: leader round for %s failed: %r", job.namespace, exc)
+                self._stopping.wait(min(interval, 1.0))

@@ -52,7 +52,7 @@ def _leader_main(elk: Elk, node: str, parent: int) -> None:
             signal.signal(getattr(signal, name), signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     loop = LeaderLoop(elk, node, parent_pid=parent)
-    signal.signal(signal.SIGTERM, lambda *_: loop._stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: loop.request_stop())
     from ..metrics_bridge import leader_process_exiting, leader_process_started
     leader_process_started(elk)
     try:

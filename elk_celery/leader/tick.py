@@ -14,6 +14,7 @@ from ..errors import PartitionConflict, PlannerError, StaleLeaderError
 from ..planners import checked_next_max, checked_size
 from ..worker.node import is_registered, node_id
 from ..hooks import timed
+from .flow import FlowMeter, Targets
 from .sender import PartitionSender
 
 if TYPE_CHECKING:
@@ -21,8 +22,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("elk_celery.leader")
 
-#: Bound on planning rounds per tick (each round asks the planner once).
-MAX_PLAN_ROUNDS = 200
+#: Partitions one planning call creates at most (bounds how long a script
+#: blocks Redis: about 15 ms for 5,000 on a 2-core machine).
+PLAN_CHUNK = 5_000
+#: Planning stops for the round after this long (seconds); the next round goes on.
+PLAN_BUDGET = 1.0
 
 
 def register_leader_tick(elk: Elk) -> None:
@@ -41,10 +45,13 @@ def register_leader_tick(elk: Elk) -> None:
 
 
 def tick_job(job: Job, node: str | None = None, *, lead: bool = True,
-             full_gaps: bool | None = None) -> dict[str, Any]:
+             full_gaps: bool | None = None, full: bool = True) -> dict[str, Any]:
     """One leader round for one job: take or renew the lease and, when held
-    and ``lead``, recover, plan, check gaps (a full scan when ``full_gaps``,
-    by default on election) and dispatch. Returns what it did."""
+    and ``lead``, plan and dispatch; a ``full`` round (always on election)
+    also recovers, checks gaps (a full scan when ``full_gaps``, by default on
+    election) and compacts. Returns what it did (``role`` is ``elected``,
+    ``renewed``, ``held`` (``lead=False`` and this node holds the lease),
+    ``follower``, ``dead`` (this node's heartbeat expired) or ``deposed``)."""
     node = node or node_id()
     store, hooks = job.store, job.elk.hooks
     t0 = time.perf_counter()
@@ -55,9 +62,10 @@ def tick_job(job: Job, node: str | None = None, *, lead: bool = True,
     if state.role == "elected":
         store.register()
     if state.is_leader and lead:
-        full = state.role == "elected" if full_gaps is None else full_gaps
+        elected = state.role == "elected"
         try:
-            out.update(lead_round(job, state.epoch, full_gaps=full))
+            out.update(lead_round(job, state.epoch, full=full or elected,
+                                  full_gaps=elected if full_gaps is None else full_gaps))
         except StaleLeaderError:
             hooks.on_stale_leader(job.namespace, node, state.epoch)
             out["role"] = "deposed"
@@ -66,26 +74,67 @@ def tick_job(job: Job, node: str | None = None, *, lead: bool = True,
     return out
 
 
-def lead_round(job: Job, epoch: int, full_gaps: bool = False) -> dict[str, Any]:
-    store = job.store
-    live = store.live_node_ids()
-    back, failed = recover(job, epoch)
-    budget = [job.settings.dispatch_batch]
+def meter_of(job: Job) -> FlowMeter:
+    """The job's flow meter (rates seen by this process's leader rounds)."""
+    meter = job.leader_state
+    if meter is None:
+        meter = job.leader_state = FlowMeter()
+    return meter
 
-    def send(limit: int | None = None) -> int:
-        n = dispatch(job, epoch, budget[0] if limit is None else min(limit, budget[0]))
-        budget[0] -= n
+
+def lead_round(job: Job, epoch: int, *, full: bool = True, full_gaps: bool = False) -> dict[str, Any]:
+    """What the leader does each round: size the backlog from demand
+    (leader/flow.py), plan and send what it lacks. A ``full`` round (each
+    election interval, and on election) also recovers partitions of dead
+    owners, checks for gaps and compacts; a round the job's own progress
+    woke up does only the flow."""
+    store, s = job.store, job.settings
+    meter = meter_of(job)
+    t0 = time.perf_counter()
+    back = failed = 0
+    if full:
+        back, failed = recover(job, epoch)
+    with timed(job.elk.hooks, "flow"):
+        flow = store.flow(with_slots=True)
+    meter.observe(flow.now_ms, flow.completed + flow.failed)
+    targets = meter.targets(s, flow)
+    sent = [0]
+    next_due: list[int | None] = [None]
+
+    def send() -> int:
+        # the breaker refuses every claim while open: send nothing until it
+        # admits probes, and look again then
+        reopens = None
+        if flow.breaker == "open" and s.circuit_breaker_enabled:
+            reopens = flow.breaker_opened_ms + s.ms("circuit_breaker_open_timeout")
+        limit = 0 if reopens is not None and reopens > flow.now_ms else \
+            min(s.dispatch_batch - sent[0], targets.queued - flow.queued - sent[0])
+        n, due = dispatch(job, epoch, limit, targets)
+        sent[0] += n
+        if reopens is not None and reopens > flow.now_ms:
+            due = reopens if due is None else min(due, reopens)
+        next_due[0] = due
         return n
 
-    # each planning round's partitions are sent at once: workers start on
-    # them while the rest is planned; then re-sends; housekeeping last
-    created, planned_max, error, sent = plan(job, epoch, max(1, len(live)), after_round=send)
-    sent += send()
-    gaps = check_gaps(job, epoch, full=full_gaps) if job.settings.gap_detection else None
-    compacted = compact(job, epoch)
-    return {"live_nodes": len(live), "recovered": back, "failed": failed,
-            "created": created, "planned_max_id": planned_max, "planner_error": error,
-            "gaps": gaps, "compacted": compacted, "dispatched": sent}
+    created, planned_max, error = 0, None, None
+    if flow.pending < targets.pending:
+        # the first chunk's messages go out before the rest is planned
+        created, planned_max, error = plan(job, epoch, targets.pending - flow.pending,
+                                           flow.cursor, after_first=send)
+    if not created:
+        send()
+    elif targets.queued - flow.queued - sent[0] > 0:
+        send()
+    gaps = compacted = None
+    if full:
+        gaps = check_gaps(job, epoch, full=full_gaps) if s.gap_detection else None
+        compacted = compact(job, epoch)
+    meter.round_took(time.perf_counter() - t0)
+    return {"live_nodes": flow.live_nodes, "slots": targets.slots, "recovered": back,
+            "failed": failed, "created": created, "planned_max_id": planned_max,
+            "planner_error": error, "gaps": gaps, "compacted": compacted,
+            "dispatched": sent[0], "targets": targets,
+            "next_due_in": None if next_due[0] is None else max(0.0, (next_due[0] - flow.now_ms) / 1000)}
 
 
 def check_gaps(job: Job, epoch: int, full: bool) -> dict[str, int]:
@@ -139,74 +188,64 @@ def recover(job: Job, epoch: int) -> tuple[int, int]:
     return len(back), len(failed)
 
 
-def plan(job: Job, epoch: int, live: int,
-         after_round: Callable[[], int] | None = None) -> tuple[int, int | None, str | None, int]:
-    """Create partitions for new IDs until the pending backlog is full;
-    ``after_round`` (which sends messages) runs after each round that
-    created some. Returns (created, planned max ID, error, sent)."""
+def plan(job: Job, epoch: int, want: int, cursor: int | None,
+         after_first: Callable[[], int] | None = None) -> tuple[int, int | None, str | None]:
+    """Create up to ``want`` partitions for new IDs from the planning cursor
+    on, in calls of up to :data:`PLAN_CHUNK`; ``after_first`` (which sends
+    messages) runs after the first call that created some. Returns
+    (created, planned max ID, error)."""
     store, s, planner = job.store, job.settings, job.planner
     t0 = time.perf_counter()
-    created, planned_max, error, sent = 0, None, None, 0
+    created, planned_max, error = 0, None, None
+    spent_sending = 0.0
     try:
         size = checked_size(planner)
-        multiple = s.worker_partition_multiple
-        # the seed's backlog: enough for every live node's window, a few rounds deep
-        cap = s.max_pending_partitions or live * s.task_window * multiple
-        store.redis.hsetnx(store.keys.meta, "cursor", s.start_id)
-        store.redis.hsetnx(store.keys.meta, "start_id", s.start_id)
-        for _ in range(MAX_PLAN_ROUNDS):
-            pipe = store.redis.pipeline(transaction=False)
-            pipe.hget(store.keys.stats, "pending")
-            pipe.hget(store.keys.meta, "cursor")
-            pending_raw, cursor_raw = pipe.execute()  # one round trip per round
-            if int(pending_raw or 0) >= cap:
-                break
-            cursor = int(cursor_raw)
-            range_size = size * live * multiple
-            nxt = checked_next_max(planner, cursor, range_size)
+        if cursor is None:
+            store.init_plan(s.start_id)
+            cursor = s.start_id
+        while created < want and time.perf_counter() - t0 - spent_sending < PLAN_BUDGET:
+            n_max = min(want - created, PLAN_CHUNK)
+            nxt = checked_next_max(planner, cursor, size * n_max)
             if nxt < cursor:
                 break  # no new data yet
-            n = (nxt - cursor) // size + 1
-            first = int(store.redis.hincrby(store.keys.meta, "next_pid", n)) - n
-            from ..models import Partition
-            batch = [Partition(partition_id=first + i, min_id=cursor + i * size,
-                               max_id=min(cursor + (i + 1) * size - 1, nxt)) for i in range(n)]
             with timed(job.elk.hooks, "create"):
-                reply = store.strategy._create(batch, epoch, str(cursor), str(nxt + 1))
-            if reply[0] == "stale_leader":
-                raise StaleLeaderError(f"{job.namespace}: epoch {epoch} deposed")
-            if reply[0] != "ok":
+                n, _ = store.plan_range(epoch, cursor, nxt, size)
+            if n == 0:
                 break  # the cursor moved under us: another leader planned; stop
-            created += int(reply[1])
+            created += n
             planned_max = nxt
-            if after_round is not None:
+            cursor = nxt + 1
+            if after_first is not None:
                 t1 = time.perf_counter()
-                sent += after_round()
-                t0 += time.perf_counter() - t1  # sending is not planning time
-        store.redis.hdel(store.keys.meta, "planner_error")
+                after_first()
+                after_first = None
+                spent_sending += time.perf_counter() - t1  # sending is not planning time
+        store.clear_planner_error()
     except (PlannerError, PartitionConflict) as exc:
         # planning stops for this round; recovery and dispatch still run
         error = str(exc)
         log.error("elk: %s: planning stopped: %s", job.namespace, exc)
         store.set_meta(planner_error=error[:2000])
     job.elk.hooks.on_planned(job.namespace, created=created, planned_max_id=planned_max,
-                             duration=time.perf_counter() - t0, error=error)
-    return created, planned_max, error, sent
+                             duration=time.perf_counter() - t0 - spent_sending, error=error)
+    return created, planned_max, error
 
 
-def dispatch(job: Job, epoch: int, limit: int | None = None) -> int:
-    """Send one task message per due pending partition (at most ``limit``,
-    default ``dispatch_batch``)."""
+def dispatch(job: Job, epoch: int, limit: int | None = None,
+             targets: Targets | None = None) -> tuple[int, int | None]:
+    """Send one task message per pending partition picked (at most ``limit``,
+    default ``dispatch_batch``; re-sent ones first). Returns (sent, Redis
+    time ms when the next re-sent partition falls due, or None)."""
     store, s = job.store, job.settings
-    limit = s.dispatch_batch if limit is None else limit
-    if limit <= 0:
-        return 0
+    limit = s.dispatch_batch if limit is None else max(0, limit)
     t0 = time.perf_counter()
     with timed(job.elk.hooks, "dispatch"):
-        due = store.dispatch(epoch, limit)
-    if not due:
-        return 0
-    sender = PartitionSender(job.elk.app, job.task, job.namespace, s.queue)
-    sender.send(due, {"dispatched_at": int(time.time() * 1000)})
-    job.elk.hooks.on_dispatched(job.namespace, sent=len(due), duration=time.perf_counter() - t0)
-    return len(due)
+        picked = store.dispatch(epoch, limit,
+                                refill_below=None if targets is None else targets.refill_below,
+                                plan_below=0 if targets is None else targets.plan_below)
+    if picked.due:
+        sender = PartitionSender(job.elk.app, job.task, job.namespace, s.queue)
+        sender.send(picked.due, {"dispatched_at": int(time.time() * 1000)})
+        job.elk.hooks.on_dispatched(job.namespace, sent=len(picked.due),
+                                    duration=time.perf_counter() - t0)
+    return len(picked.due), picked.next_due_ms

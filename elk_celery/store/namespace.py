@@ -8,6 +8,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import StaleLeaderError
 from ..strategies.base import PartitionStrategy
 from .connection import text
 
@@ -18,6 +19,35 @@ class LeaderState:
     epoch: int
     holder: str
     role: str  # 'elected' | 'renewed' | 'follower' | 'released'
+
+
+@dataclass(frozen=True)
+class Flow:
+    """What the leader sizes a round by (store/lua/flow.lua), at ``now_ms``."""
+
+    now_ms: int
+    pending: int
+    completed: int
+    failed: int
+    #: partitions whose task message was sent and not yet taken by a claim
+    queued: int
+    live_nodes: int
+    #: partitions the live nodes run at once (sum of their task windows)
+    slots: int
+    breaker: str
+    breaker_opened_ms: int
+    cursor: int | None
+
+
+@dataclass(frozen=True)
+class Dispatched:
+    """What :meth:`NamespaceStore.dispatch` picked: ``(id, min_id, max_id)``
+    per message to send, and when the next re-sent partition falls due."""
+
+    due: list[tuple[int, int, int]]
+    #: Redis time (ms) the earliest re-sent partition is due; None = none is
+    next_due_ms: int | None
+    now_ms: int
 
 
 @dataclass(frozen=True)
@@ -130,27 +160,88 @@ class NamespaceStore:
             return [], []
         r = self._run("recover", [epoch, self.settings.max_retries, *ids], ids)
         if text(r[0]) != "ok":
-            from ..errors import StaleLeaderError
             raise StaleLeaderError(f"{self.namespace}: epoch {epoch} is no longer the leader's")
         return [int(text(i)) for i in r[1]], [int(text(i)) for i in r[2]]
 
     def dispatch(self, epoch: int | str = "", limit: int = 1000,
-                 resend_after_ms: int | None = None) -> list[tuple[int, int, int]]:
-        """Pending partitions due for a task message: [(id, min_id, max_id)]."""
+                 resend_after_ms: int | None = None, *, refill_below: int | None = None,
+                 plan_below: int = 0) -> Dispatched:
+        """Pick up to ``limit`` pending partitions to send task messages for:
+        re-sent ones that are due first, then fresh ones in planning order
+        (store/lua/dispatch.lua). With ``refill_below``, claims wake the
+        leader once at most that many sent messages are left unclaimed, or
+        at most ``plan_below`` partitions are pending."""
         resend = resend_after_ms if resend_after_ms is not None else self.settings.ms("allocation_interval")
-        r = self._run("dispatch", [epoch, limit, resend])
+        r = self._run("dispatch", [epoch, max(0, int(limit)), resend,
+                                   "" if refill_below is None else int(refill_below),
+                                   int(plan_below)])
         if text(r[0]) != "ok":
-            from ..errors import StaleLeaderError
             raise StaleLeaderError(f"{self.namespace}: epoch {epoch} is no longer the leader's")
-        out = []
+        due = []
         for m in r[1]:
             pid, lo, hi = text(m).split(":")
-            out.append((int(pid), int(lo), int(hi)))
-        return out
+            due.append((int(pid), int(lo), int(hi)))
+        nxt = int(r[2])
+        return Dispatched(due, None if nxt < 0 else nxt, int(r[3]))
+
+    def flow(self, with_slots: bool = True) -> Flow:
+        """One read of what the leader sizes its round by (store/lua/flow.lua)."""
+        r = self._run("flow", ["1" if with_slots else "0"])
+        cursor = text(r[9])
+        return Flow(int(r[0]), int(r[1]), int(r[2]), int(r[3]), int(r[4]), int(r[5]),
+                    int(r[6]), text(r[7]), int(r[8]), int(cursor) if cursor else None)
+
+    def plan_range(self, epoch: int | str, cursor: int, last: int, size: int) -> tuple[int, int]:
+        """Create pending partitions of ``size`` IDs for ``cursor..last`` in one
+        script call (store/lua/plan.lua) and move the planning cursor to
+        ``last + 1``. Returns (partitions created, first id); (0, -1) when the
+        cursor moved meanwhile (another leader planned). Raises
+        :class:`StaleLeaderError` for a deposed epoch and
+        :class:`~elk_celery.errors.PartitionConflict` when the range overlaps
+        a stored partition (nothing is written)."""
+        n = (last - cursor) // size + 1
+        for _ in range(3):  # next_pid moves only when partitions are created elsewhere
+            first = int(self.redis.hget(self.keys.meta, "next_pid") or 0)
+            r = self._run("plan", [epoch, cursor, last, size, first], list(range(first, first + n)))
+            code = text(r[0])
+            if code == "ok":
+                return int(r[1]), int(r[2])
+            if code == "stale_leader":
+                raise StaleLeaderError(f"{self.namespace}: epoch {epoch} is no longer the leader's")
+            if code == "cursor":
+                return 0, -1
+        return 0, -1
+
+    def wait_for_wake(self, timeout: float) -> bool:
+        """Block until a script wakes the leader or ``timeout`` seconds pass;
+        True when woken. The wake-ups that came meanwhile are consumed too: a
+        burst costs one round."""
+        # a blocking call must end before the client's own socket timeout
+        limit = (self.redis.connection_pool.connection_kwargs.get("socket_timeout") or 0) - 1
+        if limit > 0:
+            timeout = min(timeout, limit)
+        if timeout < 0.01:
+            return False
+        got = self.redis.blpop([self.keys.wake], timeout=timeout)
+        return got is not None
+
+    def wake(self, why: str = "operator") -> None:
+        """Wake this namespace's leader loop now (e.g. to stop it promptly)."""
+        self.redis.rpush(self.keys.wake, why)
 
     # -- metadata ---------------------------------------------------------------
     def meta(self) -> dict[str, str]:
         return {text(k): text(v) for k, v in self.redis.hgetall(self.keys.meta).items()}
+
+    def init_plan(self, start_id: int) -> None:
+        """Set the planning cursor and the job's first ID, unless set."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hsetnx(self.keys.meta, "cursor", start_id)
+        pipe.hsetnx(self.keys.meta, "start_id", start_id)
+        pipe.execute()
+
+    def clear_planner_error(self) -> None:
+        self.redis.hdel(self.keys.meta, "planner_error")
 
     def set_meta(self, **fields: Any) -> None:
         self.redis.hset(self.keys.meta, mapping={k: str(v) for k, v in fields.items()})

@@ -20,7 +20,8 @@ from celery import bootsteps, signals
 
 from ..leader.loop import LeaderLoop
 from ..leader.process import LeaderProcess
-from .node import is_prefork, new_node_id, node_id, set_node_id
+from .node import (is_prefork, new_node_id, node_id, pool_size, set_node_id, set_pool_size,
+                   task_window)
 
 if TYPE_CHECKING:
     from ..app import Elk
@@ -40,13 +41,16 @@ class Heartbeat:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="elk-heartbeat", daemon=True)
 
-    def start(self) -> None:
+    def register(self) -> None:
+        """List the namespaces and send the first heartbeat (no thread yet)."""
         for job in list(self.elk.jobs.values()):
             try:
                 job.store.register()
             except Exception as exc:  # noqa: BLE001 - only operators' listing needs it
                 log.warning("elk: could not list %s in the registry: %r", job.namespace, exc)
         self.beat()  # registered before the first task can arrive
+
+    def start(self) -> None:
         self._thread.start()
 
     def beat(self) -> None:
@@ -55,7 +59,9 @@ class Heartbeat:
             store = job.store
             t0 = time.perf_counter()
             try:
-                _, held = store.heartbeat(self.node, {**self.info, "task_window": job.settings.task_window})
+                window = task_window(job.settings)
+                _, held = store.heartbeat(self.node, {**self.info, "task_window": window,
+                                                      "slots": window or pool_size() or 1})
             except Exception as exc:  # noqa: BLE001 - Redis down: try again next beat
                 hooks.on_redis_call("heartbeat", time.perf_counter() - t0, exc)
                 hooks.on_heartbeat(job.namespace, self.node, ok=False,
@@ -64,7 +70,7 @@ class Heartbeat:
                 continue
             hooks.on_redis_call("heartbeat", time.perf_counter() - t0, None)
             hooks.on_heartbeat(job.namespace, self.node, ok=True, duration=time.perf_counter() - t0,
-                               held=held, window=job.settings.task_window)
+                               held=held, window=window)
 
     def _loop(self) -> None:
         interval = min((j.settings.heartbeat_interval for j in self.elk.jobs.values()),
@@ -96,6 +102,8 @@ class ElkWorkerStep(bootsteps.StartStopStep):
         self.metrics_server: Any = None
         self._left = False
         set_node_id(new_node_id(getattr(worker, "hostname", None)), registered=True)
+        # the Pool step's __init__ ran first (we require it): -c or --autoscale's max
+        set_pool_size(getattr(worker, "max_concurrency", None) or getattr(worker, "concurrency", 0))
         from ..app import get_elk
         from ..metrics_bridge import prepare_metrics
         elk = get_elk(worker.app)
@@ -113,15 +121,18 @@ class ElkWorkerStep(bootsteps.StartStopStep):
                 "concurrency": getattr(worker, "concurrency", None),
                 "pool": type(getattr(worker, "pool", None)).__name__,
                 "started": time.time()}
-        # the leader process forks before any elk thread exists in this process
+        # registered first, so the leader counts this node's slots from its
+        # first round; the leader process forks before any elk thread exists
+        # in this process
+        self.heartbeat = Heartbeat(elk, node, info, each_beat=self._watch_leader)
+        self.heartbeat.register()
         own = elk.settings.leader_process
         if own is None:
             own = is_prefork(worker)
         self.leader = LeaderProcess(elk, node) if own else LeaderLoop(elk, node)
         self.leader.start()
         if isinstance(self.leader, LeaderProcess):
-            info["leader_pid"] = self.leader.pid
-        self.heartbeat = Heartbeat(elk, node, info, each_beat=self._watch_leader)
+            self.heartbeat.info["leader_pid"] = self.leader.pid
         self.heartbeat.start()
         _RUNNING[id(worker.app)] = self
         log.info("elk: node %s serves %s", node, ", ".join(sorted(elk.jobs)) or "no jobs yet")

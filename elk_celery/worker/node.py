@@ -13,6 +13,7 @@ import socket
 
 _node_id: str | None = None
 _registered = False
+_pool_size = 0
 
 
 def new_node_id(hostname: str | None = None) -> str:
@@ -43,3 +44,21 @@ def is_prefork(worker: object) -> bool:
     """Does this Celery worker run the prefork pool (partitions in child processes)?"""
     pool = getattr(worker, "pool_cls", None)
     return "prefork" in f"{getattr(pool, '__module__', '')}.{getattr(pool, '__name__', pool)}"
+
+
+def set_pool_size(size: int) -> None:
+    """The worker's pool size (set by the bootstep before the pool forks)."""
+    global _pool_size
+    _pool_size = max(0, int(size or 0))
+
+
+def pool_size() -> int:
+    """Partitions this worker can run at once; 0 when unknown (no bootstep)."""
+    return _pool_size
+
+
+def task_window(settings: object) -> int:
+    """The node's task window for a job: its setting, or the pool size
+    (0 = no cap: the pool size is unknown here)."""
+    window = getattr(settings, "task_window", None)
+    return window if window is not None else _pool_size

@@ -19,7 +19,7 @@ from ..errors import LeaseLost, ProcessorError, StaleFenceError
 from ..hooks import timed
 from . import completion
 from .lease import Held, keeper
-from .node import is_registered, node_id
+from .node import is_registered, node_id, task_window
 
 if TYPE_CHECKING:
     from ..app import Elk, Job, JobSpec
@@ -91,7 +91,7 @@ def run_partition(task: Task, job: Job, partition_id: int, min_id: int, max_id: 
     completion.settle_all()
     t0 = time.perf_counter()
     with timed(hooks, "claim"):
-        c = store.strategy.worker_claim(partition_id, node, window=s.task_window,
+        c = store.strategy.worker_claim(partition_id, node, window=task_window(s),
                                         require_live_node=is_registered())
     queued = (time.time() * 1000 - dispatched_at) / 1000 if dispatched_at else None
     hooks.on_claim(ns, node, name, c.code, duration=time.perf_counter() - t0, queued=queued)

@@ -64,7 +64,7 @@ def test_partitioned_task_before_and_after_elk(redis_url, redis_client, namespac
     assert after.name == f"{__name__}.after"
     assert elk.job(f"{namespace}-a").task_name in app.tasks
     assert elk.job(f"{namespace}-b").settings.task_window == 3
-    assert elk.job(f"{namespace}-a").settings.task_window == 1
+    assert elk.job(f"{namespace}-a").settings.task_window is None  # the pool size
     assert "elk-leader-tick" in app.conf.beat_schedule
     assert app.conf.worker_prefetch_multiplier == 1
     with pytest.raises(ConfigError, match="already called"):
@@ -197,7 +197,7 @@ def test_sql_planner_follows_the_table(tmp_path):
 
 
 def test_tick_refills_gaps_and_compacts_completed_prefix(redis_url, namespace):
-    app = make_app(redis_url, namespace, elk_keep_completed=2, elk_max_pending_partitions=100)
+    app = make_app(redis_url, namespace, elk_keep_completed=2, elk_worker_partition_multiple=100)
     elk = Elk(app)
 
     @partitioned_task(namespace=namespace, planner=RangePlanner(max_id=1_000, size=100))
@@ -294,13 +294,47 @@ def test_planning_stops_at_the_pending_backlog_cap(redis_url, namespace):
         return 0
 
     job = elk.job(namespace)
-    # no live node yet: counts as one; cap = 1 x window 3 x multiple 2
-    assert tick_job(job, node="L")["created"] == 6
+    # no live node yet: one slot; the least backlog = 1 slot x multiple 2
+    assert tick_job(job, node="L")["created"] == 2
+    job.store.heartbeat("n1", {"slots": 3})  # a node with a task window of 3
+    assert tick_job(job, node="L")["created"] == 4  # 3 slots x 2
     assert tick_job(job, node="L")["created"] == 0  # backlog full
     c = job.store.strategy.claim(0, "n1")
     job.store.strategy.complete_partition(0, "n1", c.fence, 1)
-    # one planning round (range = size x 1 node x multiple 2 = 2 partitions)
-    assert tick_job(job, node="L")["created"] == 2
+    assert tick_job(job, node="L")["created"] == 1  # back to the backlog: one more
+
+
+def test_max_pending_partitions_caps_the_backlog(redis_url, namespace):
+    app = make_app(redis_url, namespace, elk_worker_partition_multiple=50,
+                   elk_max_pending_partitions=7)
+    elk = Elk(app)
+
+    @partitioned_task(namespace=namespace, planner=RangePlanner(max_id=10_000, size=100))
+    def capped_by_setting(min_id, max_id, options):
+        return 0
+
+    job = elk.job(namespace)
+    out = tick_job(job, node="L")
+    assert out["created"] == 7 and out["dispatched"] <= 7
+    assert tick_job(job, node="L")["created"] == 0
+
+
+def test_one_round_plans_a_large_backlog_in_a_few_script_calls(redis_url, namespace):
+    app = make_app(redis_url, namespace, elk_worker_partition_multiple=20_000)
+    elk = Elk(app)
+
+    @partitioned_task(namespace=namespace, planner=RangePlanner(max_id=2_000_000, size=100))
+    def big(min_id, max_id, options):
+        return 0
+
+    job = elk.job(namespace)
+    out = tick_job(job, node="L")
+    assert out["created"] == 20_000 and out["planned_max_id"] == 2_000_000
+    stats = job.store.strategy.get_partition_stats()
+    assert stats.total_count == stats.pending_count == 20_000
+    ranges = sorted((p.min_id, p.max_id) for p in job.store.strategy.get_all_partitions())
+    assert ranges[0] == (1, 100) and ranges[-1] == (1_999_901, 2_000_000)
+    assert all(b[0] == a[1] + 1 for a, b in zip(ranges, ranges[1:]))
 
 
 def test_elected_leader_lists_its_namespace(redis_url, redis_client, namespace):

@@ -10,7 +10,7 @@ from importlib import resources
 import pytest
 import redis
 
-from elk_celery import ElkSettings
+from elk_celery import ElkSettings, NamespaceStore, StaleLeaderError
 from elk_celery.store import scripts
 from elk_celery.store.connection import text
 
@@ -197,7 +197,8 @@ def test_stale_leader_writes_are_refused_and_counted(strategy):
     _leader(strategy, "acquire", "B")  # epoch + 1
     assert strategy._create(_batch(2), epoch=epoch) == ["stale_leader"]
     assert _recover(strategy, [1], epoch=str(epoch)) == "stale_leader"
-    assert text(strategy._run("dispatch", [], [epoch, 10, 1000])[0]) == "stale_leader"
+    with pytest.raises(StaleLeaderError):
+        NamespaceStore(strategy).dispatch(epoch, 10, 1000)
     assert strategy.get_partition(2) is None
     assert strategy.get_partition_stats().counters["stale_leader_writes"] == 3
 
@@ -219,15 +220,41 @@ def test_create_moves_the_planning_cursor_by_compare_and_set(strategy):
 
 
 def test_dispatch_picks_due_pending_partitions_and_reschedules_them(strategy):
+    store = NamespaceStore(strategy)
     strategy.create_partitions_if_not_exist(parts(1, 2, 3))
     claimed(strategy, 2)
-    r = strategy._run("dispatch", [], ["", 10, 60_000])
-    assert text(r[0]) == "ok"
-    assert sorted(text(m) for m in r[1]) == ["1:11:20", "3:31:40"]
-    # sent once: not due again until the resend delay passed
-    assert strategy._run("dispatch", [], ["", 10, 60_000])[1] == []
+    picked = store.dispatch("", 10, 60_000)
+    assert sorted(picked.due) == [(1, 11, 20), (3, 31, 40)]
+    # sent once: not due again until the resend delay passed, which is when
+    # the leader should look again
+    again = store.dispatch("", 10, 60_000)
+    assert again.due == [] and again.next_due_ms == picked.now_ms + 60_000
     assert strategy.get_partition_stats().counters["dispatched"] == 2
     check_invariants(strategy)
+
+
+def test_dispatch_sends_re_sent_partitions_before_fresh_ones(strategy):
+    store = NamespaceStore(strategy)
+    strategy.create_partitions_if_not_exist(parts(1, 2, 3))
+    c = strategy.claim(3, "n1")
+    strategy.release_partition(3, "n1", c.fence)  # due again now: sent before 1 and 2
+    assert [d[0] for d in store.dispatch("", 2, 60_000).due] == [3, 1]
+    assert [d[0] for d in store.dispatch("", 5, 60_000).due] == [2]
+
+
+def test_a_claim_that_leaves_few_messages_unclaimed_wakes_the_leader(strategy, redis_client):
+    store = NamespaceStore(strategy)
+    strategy.create_partitions_if_not_exist(parts(1, 2, 3, 4))
+    store.dispatch("", 4, 60_000, refill_below=2, plan_below=0)
+    assert redis_client.zcard(strategy.keys.queued) == 4
+    strategy.claim(1, "n1")
+    assert redis_client.llen(strategy.keys.wake) == 0  # 3 left unclaimed
+    strategy.claim(2, "n1")
+    assert redis_client.llen(strategy.keys.wake) == 1  # 2 left: refill
+    strategy.claim(3, "n1")
+    assert redis_client.llen(strategy.keys.wake) == 1  # one wake-up at a time
+    assert store.wait_for_wake(1.0) and redis_client.llen(strategy.keys.wake) == 0
+    assert not store.wait_for_wake(0.05)
 
 
 def test_scripts_are_reloaded_after_a_redis_restart(private_redis, strategy_cls):

@@ -17,7 +17,7 @@ def test_defaults_follow_the_seed_table():
     assert s.partition_lock_expiry == 180.0  # 3 min
     assert s.leader_lock_expiry == 30.0
     assert s.worker_partition_multiple == 5
-    assert s.task_window == 1
+    assert s.task_window is None  # the worker's pool size
     assert s.allow_preemption is False
     assert s.strategy == "hash"
     # seed options all present

@@ -111,6 +111,23 @@ local function count(field, n)
   stat(field, n or 1)
 end
 
+-- The pending index has two score bands. A partition that was never sent
+-- (just planned or created) scores FRESH + its creation time; one whose
+-- task message is due again (recovered, released, retried, deferred, sent
+-- and to be re-sent if lost) scores the time it is due. dispatch.lua sends
+-- the due ones first, so re-sent work never waits behind the planned
+-- backlog. 10^13 ms is the year 2286: real times stay below it, and every
+-- score keeps to 14 digits (Lua numbers reach Redis as "%.14g").
+local FRESH = 1e13
+
+-- Wake the leader loop (it waits on this list, see leader/loop.py). At most
+-- one entry: a burst of wake-ups costs one leader round.
+local function wake(why)
+  if redis.call('LLEN', KEYS[K_WAKE]) == 0 then
+    redis.call('RPUSH', KEYS[K_WAKE], why)
+  end
+end
+
 -- Leader fencing: `epoch` '' or '0' means "not a leader write" (strategy API).
 local function leader_ok(epoch)
   if epoch == nil or epoch == '' or epoch == '0' then return true end

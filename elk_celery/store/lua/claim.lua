@@ -20,6 +20,10 @@
 -- Reply: 7 items per partition, in order: code, fence, attempts, version,
 --   min, max, opts; code: 'ok' | 'preempted' | 'missing' | 'completed'
 --   | 'failed' | 'held' | 'window' | 'breaker' | 'dead'
+-- Whatever the outcome, each partition leaves `queued`: its task message
+-- was taken. When that leaves `queued` at or below meta `refill_below`, or
+-- the pending backlog at or below meta `plan_below` (set by dispatch.lua),
+-- the leader is woken to send and plan more.
 
 local FIRST = 12
 local node, target = ARGV[1], ARGV[2]
@@ -129,8 +133,16 @@ end
 
 if #parts > 1 then batch_stats() end
 for i, p in ipairs(parts) do
+  redis.call('ZREM', KEYS[K_QUEUED], ARGV[FIRST + i - 1])
   claim_one(i, ARGV[FIRST + i - 1], p)
 end
 if claims > 0 then count('claims', claims) end
 flush_stats()
+
+local low = redis.call('HMGET', KEYS[K_META], 'refill_below', 'plan_below')
+if (low[1] and redis.call('ZCARD', KEYS[K_QUEUED]) <= tonumber(low[1]))
+    or (low[2] and tonumber(redis.call('HGET', KEYS[K_STATS], 'pending') or '0')
+        <= tonumber(low[2])) then
+  wake('claim')
+end
 return out

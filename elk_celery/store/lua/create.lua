@@ -79,7 +79,7 @@ for _, f in ipairs(fresh) do
   local i, id, q = f[1], f[2], f[3]
   local p = {id = tonumber(id), min = q.min, max = q.max, opts = q.opts or '', fence = 0,
              version = 0, attempts = 0, items = 0, created = now, node = ''}
-  move(id, p, 'pending', now, now)
+  move(id, p, 'pending', now, FRESH + now)  -- never sent yet: the fresh band
   redis.call('ZADD', KEYS[K_IDS], q.min, member(id, p))
   p_save(i, id, p)
 end

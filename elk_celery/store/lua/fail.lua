@@ -14,6 +14,7 @@
 -- ARGV[10] breaker: consecutive failures that open it
 -- ARGV[11] breaker: failed partitions within the window that open it
 -- ARGV[12] breaker: window, ms
+-- A retry wakes the leader, which then knows when to send it again.
 -- Reply: {'retry', version, delay_ms} | {'failed', version, 0}
 --        | {'stale'|'missing', fence, status, node}
 
@@ -33,6 +34,7 @@ if ARGV[8] == '1' and attempts <= tonumber(ARGV[5]) then
   delay = math.floor(delay)
   move(id, p, 'pending', now, now + delay)
   count('retried')
+  wake('retry')  -- the leader's next look must come when this is due
 else
   move(id, p, 'failed', now)
   count('failed_for_good')

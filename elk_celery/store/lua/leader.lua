@@ -9,7 +9,8 @@
 -- ARGV[2] node id
 -- ARGV[3] lease length, ms
 -- Reply: {is leader 0/1, epoch, holder,
---         'elected'|'renewed'|'held'|'follower'|'released'}
+--         'elected'|'renewed'|'held'|'follower'|'released'|'dead'}
+--   ('dead': the node registered a heartbeat that has expired)
 
 local op, node, ms = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local now = now_ms()
@@ -25,6 +26,10 @@ if op == 'release' then
   end
   return {0, epoch, holder, 'follower'}
 end
+
+-- A node whose own heartbeat expired (its worker's main process hangs or
+-- is cut off) neither renews nor takes the lease: someone alive must lead.
+if node_dead(node, now) then return {0, epoch, holder, 'dead'} end
 
 if cur and holder == node then
   if op == 'elect' then return {1, epoch, node, 'held'} end

@@ -27,6 +27,7 @@ for a = 3, #ARGV, 2 do
     released[#released + 1] = id
   end
 end
+if #released > 0 then wake('release') end  -- to be sent again at once
 if ARGV[2] == '1' then
   redis.call('ZREM', KEYS[K_NODES], node)
   redis.call('HDEL', KEYS[K_NODES_INFO], node)

@@ -18,4 +18,5 @@ for i, id in ipairs(ARGV) do
   end
 end
 count('retried_by_operator', #done)
+if #done > 0 then wake('retry') end
 return done

@@ -1,0 +1,82 @@
+"""How much the leader keeps planned and sent: demand paces the flow.
+
+A pool process that finishes a partition takes the next task message from
+the broker at once; the leader only has to keep enough messages there. Two
+targets, recomputed every round from what :meth:`NamespaceStore.flow` reads:
+
+* **queued** (task messages sent, not yet claimed; ``D``):
+  ``slots + ceil(2 x rate x refill_latency)``. ``slots`` is the sum of the
+  live nodes' task windows (one spare message per slot), ``rate`` the
+  measured completion rate (partitions/s, smoothed), ``refill_latency`` how
+  long the leader takes from a wake-up to sent messages (3 x the smoothed
+  round time, at least 50 ms). Claims wake the leader once half of it is
+  left, so the queue never runs dry while the leader refills it, and a
+  re-sent partition never waits behind more than about that much work.
+* **pending** (planned, not yet claimed; ``P``): at least the original's
+  backlog, ``slots x worker_partition_multiple``, and enough for one more
+  second at the measured rate beyond ``D``; ``max_pending_partitions``,
+  when set, caps both.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..settings import ElkSettings
+    from ..store.namespace import Flow
+
+#: Time constant of the completion-rate average, seconds.
+RATE_TAU = 2.0
+#: Least refill latency assumed, seconds (a leader round plus publishing).
+MIN_REFILL = 0.05
+#: Seconds of work planned beyond the queued messages.
+PLAN_AHEAD = 1.0
+
+
+@dataclass(frozen=True)
+class Targets:
+    slots: int
+    #: task messages to keep sent and unclaimed
+    queued: int
+    #: claims wake the leader when at most this many are left
+    refill_below: int
+    #: partitions to keep pending
+    pending: int
+    #: claims wake the leader when at most this many are pending
+    plan_below: int
+
+
+class FlowMeter:
+    """The completion rate and round time of one job, as its leader saw them."""
+
+    def __init__(self) -> None:
+        self.rate = 0.0          # partitions finished per second, smoothed
+        self.round_s = 0.0       # a leader round, smoothed
+        self._last: tuple[int, int] | None = None  # (server ms, finished)
+
+    def observe(self, now_ms: int, finished: int) -> None:
+        last, self._last = self._last, (now_ms, finished)
+        if last is None or now_ms <= last[0]:
+            return
+        dt = (now_ms - last[0]) / 1000
+        inst = max(0, finished - last[1]) / dt  # a reset makes the count go back
+        alpha = 1 - math.exp(-dt / RATE_TAU)
+        self.rate += alpha * (inst - self.rate)
+
+    def round_took(self, seconds: float) -> None:
+        self.round_s = seconds if self.round_s == 0 else self.round_s + 0.2 * (seconds - self.round_s)
+
+    def targets(self, settings: ElkSettings, flow: Flow) -> Targets:
+        slots = max(1, flow.slots)
+        refill = max(MIN_REFILL, 3 * self.round_s)
+        queued = slots + math.ceil(2 * self.rate * refill)
+        pending = max(slots * settings.worker_partition_multiple,
+                      queued + math.ceil(self.rate * PLAN_AHEAD))
+        if settings.max_pending_partitions:
+            pending = min(pending, settings.max_pending_partitions)
+            queued = min(queued, pending)
+        return Targets(slots=slots, queued=queued, refill_below=queued // 2,
+                       pending=pending, plan_below=min(pending - 1, max(queued, pending // 2)))

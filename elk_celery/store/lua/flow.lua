@@ -1,0 +1,30 @@
+-- flow.lua: what the leader needs to size its next round, in one read-only
+-- call: the counts that move with demand, the live nodes' slots, the
+-- breaker, the planning cursor.
+--
+-- KEYS: the common keys of _lib.lua (no partition storage).
+-- ARGV[1] '1' = also add up the live nodes' slots (field `slots` of each live
+--         node's JSON description; 1 for a node that gives none)
+-- Reply: {server time ms, pending, completed, failed, queued, live nodes,
+--         slots, breaker state, breaker opened_at ms (0 = never), cursor ('' = none)}
+
+local now = now_ms()
+local c = redis.call('HMGET', KEYS[K_STATS], 'pending', 'completed', 'failed')
+local live, slots = 0, 0
+if ARGV[1] == '1' then
+  local nodes = redis.call('ZRANGEBYSCORE', KEYS[K_NODES], '(' .. now, '+inf')
+  live = #nodes
+  for first = 1, live, 500 do  -- unpack() has a stack limit: HMGET in chunks
+    local infos = redis.call('HMGET', KEYS[K_NODES_INFO],
+      unpack(nodes, first, math.min(first + 499, live)))
+    for _, raw in ipairs(infos) do
+      local ok, info = pcall(cjson.decode, raw or '')
+      local n = ok and type(info) == 'table' and tonumber(info.slots) or nil
+      slots = slots + ((n and n >= 1) and math.floor(n) or 1)
+    end
+  end
+end
+local b = redis.call('HMGET', KEYS[K_BREAKER], 'state', 'opened_at')
+return {now, tonumber(c[1] or '0'), tonumber(c[2] or '0'), tonumber(c[3] or '0'),
+        redis.call('ZCARD', KEYS[K_QUEUED]), live, slots, b[1] or 'closed',
+        tonumber(b[2] or '0'), redis.call('HGET', KEYS[K_META], 'cursor') or ''}
