@@ -133,6 +133,7 @@ class ElkWorkerStep(bootsteps.StartStopStep):
         self.leader.start()
         if isinstance(self.leader, LeaderProcess):
             self.heartbeat.info["leader_pid"] = self.leader.pid
+            self.heartbeat.beat()  # operators' tools tell the leader from the pool by it
         self.heartbeat.start()
         _RUNNING[id(worker.app)] = self
         log.info("elk: node %s serves %s", node, ", ".join(sorted(elk.jobs)) or "no jobs yet")
