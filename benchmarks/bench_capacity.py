@@ -34,6 +34,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -227,12 +228,24 @@ def run(args: argparse.Namespace, label: str) -> dict[str, Any]:
             if k:
                 r.incrby(MAX_KEY, n * SIZE)
             target = done_ids + n
+            samples: list[int] = []
+            if args.sample_queue:
+                def sample() -> None:
+                    q = get_elk(app).store(NS).keys.queued
+                    while store.strategy.get_partition_stats().completed_count < target:
+                        samples.append(r.zcard(q))
+                        time.sleep(0.002)
+                threading.Thread(target=sample, daemon=True).start()
             wait_until(lambda: store.strategy.get_partition_stats().completed_count >= target,
                        args.seconds * 4 + 60, f"{n} partitions of {ms} ms", procs)
             rows = runs(r, RUNS_KEY)
             r.delete(RUNS_KEY)
             done_ids = store.strategy.get_partition_stats().completed_count
             phase = summary(rows, WORKERS * CONCURRENCY, ms)
+            if samples:
+                empty = sum(1 for x in samples if x == 0) / len(samples)
+                print(f"    queued messages: median {sorted(samples)[len(samples) // 2]}, "
+                      f"max {max(samples)}, none queued in {100 * empty:.0f} % of samples", flush=True)
             if k == 0 and rows:
                 out["first_partition_s"] = rows[0][0] - min(ready.values())
             # the baseline: plain Celery tasks of the same duration, same workers
@@ -285,6 +298,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="seconds beat runs before the workers start (default 3)")
     p.add_argument("--tuned", action="store_true", help="also run with bench_e2e.py's settings")
     p.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    p.add_argument("--sample-queue", action="store_true",
+                   help="sample the count of sent, unclaimed messages every 2 ms (diagnostic)")
     args = p.parse_args(argv)
     if not os.environ.get("ELK_BENCH_REDIS_URL"):
         from elk_celery._redis_server import RedisServer

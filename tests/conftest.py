@@ -212,12 +212,12 @@ class Cluster:
                     "PYTHONPATH": str(ROOT)}
         self.configure(**job)
 
-    def configure(self, max_id: int = 1000, size: int = 100, window: int = 1,
+    def configure(self, max_id: int = 1000, size: int = 100, window: int | None = 1,
                   sleep: float = 0.0, fail: tuple[int, ...] = (), garbage: tuple[int, ...] = (),
                   **settings: object) -> None:
         import json
         self.env.update({"ELK_TEST_MAX_ID": str(max_id), "ELK_TEST_SIZE": str(size),
-                         "ELK_TEST_WINDOW": str(window), "ELK_TEST_SLEEP": str(sleep),
+                         "ELK_TEST_WINDOW": "" if window is None else str(window), "ELK_TEST_SLEEP": str(sleep),
                          "ELK_TEST_FAIL": ",".join(map(str, fail)),
                          "ELK_TEST_GARBAGE": ",".join(map(str, garbage)),
                          "ELK_TEST_SETTINGS": json.dumps(settings)})
@@ -259,7 +259,8 @@ def cluster(redis_url, redis_client, namespace, tmp_path):
     yield make
     for c in made:
         c.stop()
-    names = [f"{namespace}:ledger", f"{namespace}:maxrun", namespace]
+    names = [f"{namespace}:ledger", f"{namespace}:maxrun", f"{namespace}:running_all",
+             f"{namespace}:maxrun_all", namespace]
     names += [k for k in (f"{namespace}:running:" + n.decode()
                           for n in redis_client.zrange(Keys(namespace).nodes, 0, -1))]
     redis_client.delete(*names)

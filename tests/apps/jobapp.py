@@ -2,13 +2,15 @@
 
 ELK_TEST_NS      namespace (also the Celery queue, so tests never share one)
 ELK_TEST_MAX_ID  IDs 1..max_id;  ELK_TEST_SIZE  IDs per partition
-ELK_TEST_WINDOW  task window;    ELK_TEST_SLEEP seconds each partition takes
+ELK_TEST_WINDOW  task window ('' = the default: the pool size)
+ELK_TEST_SLEEP   seconds each partition takes
 ELK_TEST_FAIL    comma-separated min_ids whose partition raises
 ELK_TEST_GARBAGE comma-separated min_ids whose partition returns garbage
 ELK_TEST_SETTINGS JSON of extra elk_* settings
 Every run appends "min-max|node|fence" to the list ``<ns>:ledger`` and keeps
 the node's concurrent-run count in ``<ns>:running:<node>`` and its maximum
-in ``<ns>:maxrun``, so tests can check coverage, duplicates and the window.
+in ``<ns>:maxrun`` (the cluster's in ``<ns>:running_all`` / ``<ns>:maxrun_all``),
+so tests can check coverage, duplicates, the window and how busy the pool was.
 """
 
 from __future__ import annotations
@@ -50,19 +52,22 @@ _ints = lambda name: {int(x) for x in os.environ.get(name, "").split(",") if x} 
 FAIL, GARBAGE = _ints("ELK_TEST_FAIL"), _ints("ELK_TEST_GARBAGE")
 SLEEP = float(os.environ.get("ELK_TEST_SLEEP", "0"))
 
-# INCR the node's running count and keep the highest value seen
+# INCR the node's and the cluster's running counts and keep the highest values seen
 _ENTER = ledger.register_script("""
 local n = redis.call('INCR', KEYS[1])
 if n > tonumber(redis.call('GET', KEYS[2]) or '0') then redis.call('SET', KEYS[2], n) end
+local all = redis.call('INCR', KEYS[3])
+if all > tonumber(redis.call('GET', KEYS[4]) or '0') then redis.call('SET', KEYS[4], all) end
 return n""")
+_WINDOW = os.environ.get("ELK_TEST_WINDOW", "1")
 
 
-@partitioned_task(namespace=NS, bind=True, task_window=int(os.environ.get("ELK_TEST_WINDOW", "1")),
+@partitioned_task(namespace=NS, bind=True, task_window=int(_WINDOW) if _WINDOW else None,
                   planner=RangePlanner(max_id=int(os.environ.get("ELK_TEST_MAX_ID", "1000")),
                                        size=int(os.environ.get("ELK_TEST_SIZE", "100"))))
 def job(partition, min_id: int, max_id: int, options: dict) -> object:
     running = f"{NS}:running:{partition.node_id}"
-    _ENTER(keys=[running, f"{NS}:maxrun"])
+    _ENTER(keys=[running, f"{NS}:maxrun", f"{NS}:running_all", f"{NS}:maxrun_all"])
     try:
         deadline = time.monotonic() + SLEEP
         while time.monotonic() < deadline:  # in small steps, so a lost lease stops it
@@ -75,3 +80,4 @@ def job(partition, min_id: int, max_id: int, options: dict) -> object:
         return max_id - min_id + 1
     finally:
         ledger.decr(running)
+        ledger.decr(f"{NS}:running_all")

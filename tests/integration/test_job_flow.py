@@ -35,6 +35,27 @@ def test_worker_with_embedded_beat(cluster, redis_client, namespace):
     assert not missing and not twice
 
 
+#: The flow settings as a new user has them (tests/apps/jobapp.py speeds them up).
+DEFAULT_FLOW = dict(leader_election_interval=5.0, leader_lock_expiry=30.0, allocation_interval=120.0,
+                    defer_delay=1.0)
+
+
+def test_default_settings_keep_every_pool_process_busy(cluster, redis_client, namespace):
+    # 2 workers x 2 processes, the default task window (the pool size) and a
+    # 5 s leader interval: demand, not the clock, must keep all 4 busy
+    c = cluster(max_id=4_000, size=100, window=None, sleep=0.3, **DEFAULT_FLOW)
+    c.beat()
+    c.worker("d1", concurrency=2)
+    c.worker("d2", concurrency=2)
+    wait_for(lambda: done(redis_client, namespace, 40), 90, lambda: "40 partitions\n" + c.logs())
+    assert int(redis_client.get(f"{namespace}:maxrun_all")) == 4
+    assert int(redis_client.get(f"{namespace}:maxrun")) == 2  # a node's window is its pool
+    missing, twice = coverage(ledger(redis_client, namespace), 4_000)
+    assert not missing and not twice
+    s = stats(redis_client, namespace)
+    assert s.counters.get("deferred_window", 0) == 0 and s.counters.get("dispatched") == 40
+
+
 def test_task_window_caps_parallel_partitions(cluster, redis_client, namespace):
     # 4 pool processes but a window of 2: never more than 2 at once, and 2 do run together
     c = cluster(max_id=2_400, size=100, window=2, sleep=0.3)
