@@ -26,7 +26,7 @@ log = logging.getLogger("elk_celery.leader")
 #: blocks Redis: about 15 ms for 5,000 on a 2-core machine).
 PLAN_CHUNK = 5_000
 #: Planning stops for the round after this long (seconds); the next round goes on.
-PLAN_BUDGET = 1.0
+PLAN_BUDGET = 3.0
 
 
 def register_leader_tick(elk: Elk) -> None:

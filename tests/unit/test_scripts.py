@@ -10,7 +10,7 @@ from importlib import resources
 import pytest
 import redis
 
-from elk_celery import ElkSettings, NamespaceStore, StaleLeaderError
+from elk_celery import ElkSettings, NamespaceStore, PartitionConflict, StaleLeaderError
 from elk_celery.store import scripts
 from elk_celery.store.connection import text
 
@@ -280,3 +280,40 @@ def test_settings_reach_the_scripts_in_milliseconds(make_strategy):
 def _server_ms(s) -> int:
     sec, usec = s.redis.time()
     return sec * 1000 + usec // 1000
+
+
+def test_plan_range_makes_the_partitions_create_would(strategy):
+    store = NamespaceStore(strategy)
+    store.init_plan(1)
+    assert store.plan_range("", 1, 250, 100) == (3, 0)
+    made = strategy.get_all_partitions()
+    assert [(p.partition_id, p.min_id, p.max_id) for p in made] == [(0, 1, 100), (1, 101, 200),
+                                                                     (2, 201, 250)]
+    # the same record as the API's create path writes
+    strategy.create_partitions_if_not_exist([{"partition_id": 9, "min_id": 1000, "max_id": 1099}])
+    api = strategy.get_partition(9)
+    for p in made:
+        assert (p.status, p.version, p.fence, p.attempts, p.items_processed, p.node_id,
+                p.options) == (api.status, api.version, api.fence, api.attempts,
+                               api.items_processed, api.node_id, api.options)
+        assert p.created_at is not None and p.updated_at is not None
+    assert store.meta()["cursor"] == "251" and store.meta()["next_pid"] == "10"
+    check_invariants(strategy)
+    # the cursor moved meanwhile: nothing is written
+    assert store.plan_range("", 1, 300, 100) == (0, -1)
+    # a range reaching a stored partition is refused as a whole
+    with pytest.raises(PartitionConflict, match="overlaps partition 9"):
+        store.plan_range("", 251, 1050, 100)
+    assert strategy.get_partition_stats().total_count == 4
+    check_invariants(strategy)
+
+
+def test_plan_range_is_fenced_by_the_leader_epoch(strategy):
+    store = NamespaceStore(strategy)
+    store.init_plan(1)
+    old = store.leader_acquire("A").epoch
+    store.leader_release("A")
+    store.leader_acquire("B")
+    with pytest.raises(StaleLeaderError):
+        store.plan_range(old, 1, 100, 10)
+    assert strategy.get_partition_stats().total_count == 0

@@ -12,6 +12,13 @@ local function p_save(i, id, p)
   redis.call('HSET', KEYS[K_STORE], id, cjson.encode(p))
 end
 
+-- Save records already encoded: {i1, id1, raw1, i2, id2, raw2, ...} (plan.lua)
+local function p_save_raws(batch)
+  local args = {}
+  for k = 1, #batch, 3 do args[#args + 1], args[#args + 2] = batch[k + 1], batch[k + 2] end
+  redis.call('HSET', KEYS[K_STORE], unpack(args))
+end
+
 local function p_delete(i, id)
   redis.call('HDEL', KEYS[K_STORE], id)
 end

@@ -14,6 +14,13 @@ local function p_save(i, id, p)
   redis.call('SET', KEYS[K_STORE + 2 * (i - 1)], cjson.encode(p))
 end
 
+-- Save records already encoded: {i1, id1, raw1, i2, id2, raw2, ...} (plan.lua)
+local function p_save_raws(batch)
+  for k = 1, #batch, 3 do
+    redis.call('SET', KEYS[K_STORE + 2 * (batch[k] - 1)], batch[k + 2])
+  end
+end
+
 local function p_delete(i, id)
   redis.call('DEL', KEYS[K_STORE + 2 * (i - 1)], KEYS[K_STORE + 2 * (i - 1) + 1])
 end

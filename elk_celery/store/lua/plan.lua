@@ -48,21 +48,39 @@ end
 local now = now_ms()
 local first = tonumber(ARGV[5])
 local pid = first
-batch_stats()
+-- The records are written as text and the index entries in batches: this
+-- loop is what planning a million partitions costs (about 3 us each here,
+-- against 12 us through move(), cjson and a call per record and index entry). The
+-- record is what move() and create.lua would store.
+local pend, ids, recs = {}, {}, {}
+local function flush()
+  if #pend > 0 then
+    p_save_raws(recs)
+    redis.call('ZADD', KEYS[K_PENDING], unpack(pend))
+    redis.call('ZADD', KEYS[K_IDS], unpack(ids))
+    pend, ids, recs = {}, {}, {}
+  end
+end
+local tail = '","opts":"","fence":0,"version":1,"attempts":0,"items":0,"node":"",' ..
+  '"status":"pending","created":' .. now .. ',"updated":' .. now .. '}'
+local score = FRESH + now
 while lo <= last do
   local hi = math.min(lo + size - 1, last)
-  local id = fmt(pid)
-  local p = {id = pid, min = fmt(lo), max = fmt(hi), opts = '', fence = 0, version = 0,
-             attempts = 0, items = 0, created = now, node = ''}
-  move(id, p, 'pending', now, FRESH + now)
-  redis.call('ZADD', KEYS[K_IDS], p.min, member(id, p))
-  p_save(pid - first + 1, id, p)
+  local id, a, b = fmt(pid), fmt(lo), fmt(hi)
+  local k = #recs
+  recs[k + 1], recs[k + 2] = pid - first + 1, id
+  recs[k + 3] = '{"id":' .. id .. ',"min":"' .. a .. '","max":"' .. b .. tail
+  local m = id .. ':' .. a .. ':' .. b
+  pend[#pend + 1], pend[#pend + 2] = score, m
+  ids[#ids + 1], ids[#ids + 2] = a, m
+  if #pend >= 1000 then flush() end
   pid = pid + 1
   lo = hi + 1
 end
+flush()
 local n = pid - first
 count('total', n)
 count('created', n)
-flush_stats()
+count('pending', n)
 redis.call('HSET', KEYS[K_META], 'next_pid', fmt(pid), 'cursor', fmt(last + 1))
 return {'ok', n, first}
