@@ -9,7 +9,7 @@ targets, recomputed every round from what :meth:`NamespaceStore.flow` reads:
   live nodes' task windows (one spare message per slot), ``rate`` the
   measured completion rate (partitions/s, smoothed), ``refill_latency`` how
   long the leader takes from a wake-up to sent messages (3 x the smoothed
-  round time, at least 50 ms). Claims wake the leader once half of it is
+  round time, at least 0.2 s). Claims wake the leader once half of it is
   left, so the queue never runs dry while the leader refills it, and a
   re-sent partition never waits behind more than about that much work.
 * **pending** (planned, not yet claimed; ``P``): at least the original's
@@ -30,8 +30,12 @@ if TYPE_CHECKING:
 
 #: Time constant of the completion-rate average, seconds.
 RATE_TAU = 2.0
-#: Least refill latency assumed, seconds (a leader round plus publishing).
-MIN_REFILL = 0.05
+#: Least refill latency assumed, seconds. More than a round takes: a round
+#: has a fixed cost (five Redis round trips and kombu's per-publish setup,
+#: ~3 ms), so rounds that send a few messages each cost the leader more per
+#: message than the partitions cost the pool; at 0.2 s a round sends about
+#: 0.2 s of work, and a re-sent partition waits behind at most about that.
+MIN_REFILL = 0.2
 #: Seconds of work planned beyond the queued messages.
 PLAN_AHEAD = 1.0
 
