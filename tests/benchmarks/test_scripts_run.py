@@ -46,7 +46,19 @@ def test_bench_e2e_prints_both_rates_and_a_verdict():
     assert re.search(r"first partition done \d+ ms after its creation, \d+ done in the first second",
                      out), out
     assert "claims" in out and "stale writes 0, failed 0" in out, out
-    assert re.search(r"VERDICT: elk_celery \d+ partitions/s = [\d.]+x plain Celery", out), out
+    assert re.search(r"VERDICT: elk_celery on default settings \d+ partitions/s = [\d.]+x plain "
+                     r"Celery", out), out
+
+
+def test_bench_capacity_and_planning_print_their_figures():
+    out = _run("bench_capacity.py", "--ms", "50", "--seconds", "1", "--beat-head-start", "1")
+    assert re.search(r"default\s+50 ms: elk\s+\d+ partitions,\s+[\d.]+/s, efficiency [\d.]+ \| "
+                     r"plain Celery\s+[\d.]+/s, efficiency [\d.]+ \| ideal 80/s", out), out
+    assert re.search(r"first partition [\d.]+s after the workers were ready", out), out
+    assert re.search(r"VERDICT: (PASS|BELOW TARGET) on default settings", out), out
+    out = _run("bench_planning.py", "--partitions", "2000", "--repeat", "1")
+    assert re.search(r"hash\s+leader \(tick_job.*\):\s+[\d.]+ s =\s+[\d,]+ partitions/s", out), out
+    assert re.search(r"baseline: bare Redis", out), out
 
 
 def test_bench_gaps_and_metrics_run(redis_url):
