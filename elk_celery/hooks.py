@@ -19,11 +19,12 @@ log = logging.getLogger("elk_celery.hooks")
 class Hooks:
     """Every method is a no-op; override the ones you need."""
 
-    # -- leader (runs in whichever worker executes the leader tick) ---------
+    # -- leader (the leader process or thread; a pool process for beat ticks) -
     def on_leader_tick(self, namespace: str, node: str, *, role: str, epoch: int,
                        duration: float) -> None:
-        """After a tick; role 'elected' | 'renewed' | 'held' (a tick that only elects, in
-        the leader's node) | 'follower' | 'deposed'."""
+        """After each leader round and beat tick; role 'elected' | 'renewed' | 'held'
+        (a tick that only elects, in the leader's node) | 'follower' | 'dead' (this
+        node's own heartbeat expired) | 'deposed'."""
 
     def on_planned(self, namespace: str, *, created: int, planned_max_id: int | None,
                    duration: float, error: str | None = None) -> None:

@@ -178,7 +178,7 @@ class ElkSettings:
         if self.leader_lock_expiry <= self.leader_election_interval:
             raise bad("leader_lock_expiry",
                       f"must exceed elk_leader_election_interval ({self.leader_election_interval}) "
-                      "or leadership lapses between ticks")
+                      "or leadership lapses between rounds")
         if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
             raise bad("metrics_port", "must be a TCP port 0-65535")
         if self.redis_url is not None and not self.redis_url.startswith(
