@@ -187,9 +187,9 @@ class Elk:
         try:
             self._add_beat_entry()
         except ConfigError as exc:
-            # Celery swallows signal errors: say it loudly; beat_init and the
-            # worker bootstep then refuse to start
-            log.error("elk: %s", exc)
+            # not said here: beat_init and the worker bootstep refuse to start
+            # with this very message, and saying it here too printed it twice
+            log.debug("elk: no beat entry yet: %s", exc)
 
     def _on_beat_init(self, sender: Any = None, **_: Any) -> None:
         if getattr(getattr(sender, "app", None), "_elk", self) is not self:

@@ -52,8 +52,10 @@ def throughput(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
     rate = (second["completed"] + second["failed"] - first["completed"] - first["failed"]) / dt
     items = (second["items_processed"] - first["items_processed"]) / dt
     remaining = second["remaining"]
-    if remaining == 0:
-        eta: float | None = 0.0
+    if second["total"] == 0:
+        eta: float | None = None  # nothing planned yet: no estimate
+    elif remaining == 0:
+        eta = 0.0
     elif rate > 0:
         eta = remaining / rate
     else:
@@ -87,7 +89,7 @@ def status(t: Target, first: dict[str, Any] | None = None,
     breaker["enabled"] = bool(store.settings.circuit_breaker_enabled)
     rates = throughput(first, now_counts) if first is not None else {
         "sample_s": 0.0, "partitions_per_s": None, "items_per_s": None,
-        "eta_s": 0.0 if now_counts["remaining"] == 0 else None}
+        "eta_s": 0.0 if now_counts["total"] and now_counts["remaining"] == 0 else None}
     total = now_counts["total"]
     return {
         "namespace": t.namespace,

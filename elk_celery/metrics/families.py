@@ -72,7 +72,7 @@ LEADER_EPOCH = _gauge(
 LEADER_ELECTIONS = _counter(
     "elk_leader_elections_total", "Leader ticks in which this node won the leader lease.", [NS, NODE])
 LEADER_TICKS = _counter(
-    "elk_leader_ticks_total", "Leader ticks by role (elected, renewed, follower).", [NS, "role"])
+    "elk_leader_ticks_total", "Leader ticks by role (elected, renewed, held, follower, deposed).", [NS, "role"])
 LEADER_TICK_DURATION = _histogram(
     "elk_leader_tick_duration_seconds", "Duration of one leader tick.", [NS], TICK_BUCKETS)
 LEADER_PLANNED = _counter(

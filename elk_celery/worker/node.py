@@ -43,3 +43,19 @@ def is_prefork(worker: object) -> bool:
     """Does this Celery worker run the prefork pool (partitions in child processes)?"""
     pool = getattr(worker, "pool_cls", None)
     return "prefork" in f"{getattr(pool, '__module__', '')}.{getattr(pool, '__name__', pool)}"
+
+
+#: Celery's pool modules (celery.concurrency.<module>) -> the ``-P`` name.
+_POOLS = {"prefork": "prefork", "thread": "threads", "solo": "solo", "eventlet": "eventlet",
+          "gevent": "gevent", "processes": "processes"}
+
+
+def pool_name(worker: object) -> str:
+    """The pool as ``celery worker -P`` names it (``prefork``, ``threads``,
+    ``solo``, ...); a custom pool by its dotted class path."""
+    pool = getattr(worker, "pool_cls", None) or type(getattr(worker, "pool", None))
+    module = getattr(pool, "__module__", "") or ""
+    package, _, last = module.rpartition(".")
+    if package == "celery.concurrency" and last in _POOLS:
+        return _POOLS[last]
+    return f"{module}.{getattr(pool, '__qualname__', pool)}"

@@ -123,6 +123,10 @@ def test_status_text(cli, namespace, state):
 def test_status_of_an_unknown_namespace(cli, namespace):
     out = as_json(cli("status", "-n", namespace, "--json", "--sample", 0))
     assert out["namespaces"][0]["exists"] is False
+    # nothing planned: no ETA (not "0 s left"), sampled or not
+    assert out["namespaces"][0]["throughput"]["eta_s"] is None
+    out = as_json(cli("status", "-n", namespace, "--json", "--sample", 0.1))
+    assert out["namespaces"][0]["throughput"]["eta_s"] is None
     assert "no state in Redis" in cli("status", "-n", namespace, "--sample", 0).output
 
 
