@@ -374,32 +374,65 @@ def breaker_reset(ctx: click.Context, namespaces: tuple[str, ...]) -> None:
 
 # --------------------------------------------------------------------- watch
 
+class _FailAwareBar(BarColumn):
+    """A bar that turns red once a partition of its namespace failed for good."""
+
+    def render(self, task: Any) -> Any:
+        failed = bool(task.fields.get("failed"))
+        self.complete_style = "red" if failed else "bar.complete"
+        self.finished_style = "red" if failed else "bar.finished"
+        return super().render(task)
+
+
+def _watch_line(ns: str, c: dict[str, Any], rate: float | None) -> str:
+    """One plain progress line (``elk watch`` without a terminal)."""
+    total, done = c["total"], c["completed"]
+    if not total:
+        return f"{ns}: waiting for a plan"
+    eta = _fmt_eta(c["remaining"] / rate) if rate and c["remaining"] else None
+    return (f"{ns}: {done:,}/{total:,} completed ({done / total * 100:.1f}%), "
+            f"{c['failed']:,} failed, {c['claimed'] + c['running']:,} running, "
+            f"{c['pending']:,} pending" + (f", {rate:,.1f}/s" if rate else "")
+            + (f", ETA {eta}" if eta else ""))
+
+
 @elk.command()
 @namespace_option()
 @click.option("--interval", type=click.FloatRange(min=0.05), default=1.0, show_default=True,
               metavar="SECONDS", help="Refresh period.")
 @click.option("--timeout", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
               help=f"Give up after this long (exit code {EXIT_TIMEOUT}).")
+@click.option("--plain", is_flag=True,
+              help="Print plain lines instead of a live bar (the default when stdout is not a "
+                   "terminal).")
+@click.option("--every", type=click.FloatRange(min=0.05), default=10.0, show_default=True,
+              metavar="SECONDS", help="Plain lines: print one per namespace this often.")
 @click.pass_context
 def watch(ctx: click.Context, namespaces: tuple[str, ...], interval: float,
-          timeout: float | None) -> None:
+          timeout: float | None, plain: bool, every: float) -> None:
     """A live progress bar per namespace until every planned partition is done.
 
-    Exit code 0 when all completed, 1 when some ended failed, 3 on --timeout,
-    130 on Ctrl-C. A namespace with nothing planned yet is waited for.
+    The bar counts completed partitions; failed ones turn it red and are
+    counted beside it. Without a terminal (or with --plain) it prints a
+    plain line per namespace every --every seconds instead. Exit code 0 when
+    all completed, 1 when some ended failed, 3 on --timeout, 130 on Ctrl-C.
+    A namespace with nothing planned yet is waited for.
     """
     st = state_of(ctx)
     targets = st.targets(namespaces)
+    plain = plain or not sys.stdout.isatty()
     console = _console(ctx)
     deadline = None if timeout is None else time.monotonic() + timeout
     progress = Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), TaskProgressColumn(),
+        TextColumn("[bold]{task.description}"), _FailAwareBar(), TaskProgressColumn(),
         TextColumn("{task.fields[count]}"), TextColumn("{task.fields[detail]}"),
         TimeRemainingColumn(),
-        console=console, transient=False, refresh_per_second=4)
-    tasks = {t.namespace: progress.add_task(t.namespace, total=None, count="",
-                                                detail="waiting for a plan") for t in targets}
+        console=console, transient=False, refresh_per_second=4, disable=plain)
+    tasks = {t.namespace: progress.add_task(t.namespace, total=None, count="", failed=0,
+                                            detail="waiting for a plan") for t in targets}
     last: dict[str, dict[str, Any]] = {}
+    rates: dict[str, float | None] = {}
+    next_line = 0.0
     code = 0
     try:
         with progress:
@@ -409,16 +442,24 @@ def watch(ctx: click.Context, namespaces: tuple[str, ...], interval: float,
                     c = _data.counts(t)
                     prev = last.get(t.namespace)
                     rate = _data.throughput(prev, c)["partitions_per_s"] if prev else None
+                    rates[t.namespace] = rate
                     last[t.namespace] = c
                     inflight = c["claimed"] + c["running"]
-                    detail = (f"{c['failed']} failed, {inflight} running, {c['pending']} pending"
+                    failed = (f"[red]{c['failed']:,} failed[/]" if c["failed"]
+                              else "0 failed")
+                    detail = (f"{failed}, {inflight} running, {c['pending']} pending"
                               + (f", {rate:,.1f}/s" if rate else ""))
-                    finished = c["completed"] + c["failed"]
                     progress.update(tasks[t.namespace], total=c["total"] or None,
-                                    completed=finished, count=f"{finished:,}/{c['total']:,}",
+                                    completed=c["completed"], failed=c["failed"],
+                                    count=f"{c['completed']:,}/{c['total']:,}",
                                     detail=detail if c["total"] else "waiting for a plan")
                     if not (c["total"] > 0 and c["remaining"] == 0):
                         all_done = False
+                if plain and (all_done or time.monotonic() >= next_line):
+                    next_line = time.monotonic() + every
+                    stamp = time.strftime("%H:%M:%S")
+                    for ns, c in last.items():
+                        click.echo(f"{stamp} {_watch_line(ns, c, rates.get(ns))}")
                 if all_done:
                     break
                 if deadline is not None and time.monotonic() >= deadline:
@@ -427,7 +468,7 @@ def watch(ctx: click.Context, namespaces: tuple[str, ...], interval: float,
                 time.sleep(interval)
     except KeyboardInterrupt:
         code = EXIT_INTERRUPTED
-    failed = sum(c["failed"] for c in last.values())
+    failed_total = sum(c["failed"] for c in last.values())
     for ns, c in last.items():
         click.echo(f"{ns}: {c['completed']:,}/{c['total']:,} completed, {c['failed']:,} failed, "
                    f"{c['remaining']:,} remaining")
@@ -435,10 +476,10 @@ def watch(ctx: click.Context, namespaces: tuple[str, ...], interval: float,
         click.echo(f"timed out after {timeout}s with work remaining", err=True)
     elif code == EXIT_INTERRUPTED:
         click.echo("interrupted", err=True)
-    elif failed:
+    elif failed_total:
         code = EXIT_FAILED
-        click.echo(f"done, but {failed} partition(s) failed: see `elk partitions --status failed`,"
-                   " then `elk retry-failed`", err=True)
+        click.echo(f"done, but {failed_total} partition(s) failed: see `elk partitions --status "
+                   "failed`, then `elk retry-failed`", err=True)
     ctx.exit(code)
 
 

@@ -241,6 +241,48 @@ def test_watch_exit_codes(cli, namespace, state):
     assert r.exit_code == 1 and "1 partition(s) failed" in r.output
 
 
+def test_watch_prints_plain_lines_without_a_terminal(cli, namespace, state):
+    # click's runner is not a terminal: periodic plain lines, failures in each
+    r = cli("watch", "-n", namespace, "--interval", 0.05, "--every", 0.1, "--timeout", 0.6)
+    assert r.exit_code == 3, r.output
+    lines = [x for x in r.output.splitlines() if f" {namespace}: 4/9 completed (44.4%)" in x]
+    assert len(lines) >= 2, r.output
+    assert all("1 failed, 1 running, 3 pending" in x for x in lines), lines
+
+
+def test_watch_bar_shows_failed_partitions_on_a_terminal(redis_url, namespace, state):
+    import pty
+    import re
+    import select
+    main, child = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "elk_celery.cli", "--redis-url", redis_url, "watch", "-n",
+         namespace, "--interval", "0.1", "--timeout", "1.5"],
+        stdin=child, stdout=child, stderr=child, cwd=ROOT, env={**os.environ, "COLUMNS": "160"})
+    os.close(child)
+    out = b""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([main], [], [], 0.5)
+        if ready:
+            try:
+                chunk = os.read(main, 65536)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            out += chunk
+        elif proc.poll() is not None:
+            break
+    os.close(main)
+    assert proc.wait(10) == 3
+    screen = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out.decode(errors="replace"))
+    # while it runs, the live bar counts completed ones only and shows the failed one
+    bar = [x for x in screen.splitlines() if x.startswith(namespace) and "4/9" in x]
+    assert bar and all("1 failed" in x for x in bar), screen
+    assert "\x1b[31m" in out.decode(errors="replace")  # red: failures
+
+
 def test_watch_waits_for_a_plan(cli, namespace):
     r = cli("watch", "-n", namespace, "--interval", 0.1, "--timeout", 0.3)
     assert r.exit_code == 3
