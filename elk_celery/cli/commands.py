@@ -149,14 +149,23 @@ def _render_status(console: Console, s: dict[str, Any]) -> None:
         line += f" ({b['reason']})"
     console.print(line)
     nodes = Table(header_style="bold", box=None, pad_edge=False)
-    for col in ("node", "alive", "heartbeat expires", "held", "in-flight partitions"):
+    for col in ("node", "alive", "heartbeat expires", "held", "completed", "rate",
+                "in-flight partitions"):
         nodes.add_column(col)
+    per_host = {h["node"]: h for h in s["per_node"]}
+    shown: set[str] = set()
     for n in s["nodes"]:
         alive = {True: "[green]yes[/]", False: "[red]no[/]", None: "?"}[n["alive"]]
         parts = ", ".join(f"{p['partition_id']}[{p['min_id']}..{p['max_id']}] {p['status']}"
                           for p in n["partitions"]) or "-"
         exp = "-" if n["expires_in"] is None else f"{n['expires_in']:+.1f}s"
-        nodes.add_row(n["node_id"], alive, exp, str(n["held"]), parts)
+        # a host's counts span its restarts: on its first (live) row only
+        host = per_host.get(n["hostname"]) if n["hostname"] not in shown else None
+        shown.add(n["hostname"])
+        done = f"{host['completed']:,}" if host else "-"
+        rate = (f"{host['partitions_per_s']:,.1f}/s, {host['items_per_s']:,.0f} items/s"
+                if host and host["partitions_per_s"] is not None else "-")
+        nodes.add_row(n["node_id"], alive, exp, str(n["held"]), done, rate, parts)
     if s["nodes"]:
         console.print(f"  nodes ({s['live_nodes']} live):")
         console.print(Padding(nodes, (0, 0, 0, 2), expand=False))

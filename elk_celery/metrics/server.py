@@ -51,7 +51,7 @@ from ..worker.node import is_prefork
 from ..errors import ConfigError
 from ..settings import ElkSettings
 from .cluster import ClusterCollector, StoresArg
-from .families import BuildInfoCollector
+from .families import BuildInfoCollector, NodeInfoCollector
 
 log = logging.getLogger("elk_celery.metrics")
 
@@ -257,6 +257,7 @@ def build_registry(stores: StoresArg) -> tuple[CollectorRegistry, str | None]:
     else:
         registry.register(_DefaultRegistry())  # type: ignore[arg-type]
     registry.register(BuildInfoCollector())  # type: ignore[arg-type]
+    registry.register(NodeInfoCollector())  # type: ignore[arg-type]
     registry.register(ClusterCollector(stores))  # type: ignore[arg-type]
     return registry, path
 

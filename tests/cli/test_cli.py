@@ -91,6 +91,9 @@ def test_status_json(cli, namespace, state):
     assert s["breaker"]["state"] == "closed" and s["breaker"]["enabled"] is True
     assert s["breaker"]["consecutive_failures"] == 1
     assert s["throughput"]["partitions_per_s"] is None  # no sample asked for
+    assert s["per_node"] == [{"node": "node-a", "completed": 4, "items": 400,
+                              "partitions_per_s": None, "items_per_s": None}]
+    assert nodes["node-a"]["hostname"] == "node-a"
 
 
 def test_status_throughput_and_eta(cli, namespace, state):
@@ -110,6 +113,41 @@ def test_status_throughput_and_eta(cli, namespace, state):
     assert thr["partitions_per_s"] > 0 and thr["items_per_s"] > 0
     # 2 left (pending 9, running 4) at ~2/s
     assert 0 < thr["eta_s"] < 10
+    # per worker: node-a did both
+    (a,) = out["namespaces"][0]["per_node"]
+    assert a["node"] == "node-a" and a["completed"] == 6 and a["items"] == 500
+    assert a["partitions_per_s"] > 0 and a["items_per_s"] > 0
+    assert thr["nodes"]["node-a"] == {k: a[k] for k in ("partitions_per_s", "items_per_s")}
+
+
+def test_status_rates_each_worker_across_restarts(cli, redis_client, namespace):
+    """Two starts of w1@h (node ids differ by their token) count as one worker."""
+    st = HashPartitionStrategy(redis_client, namespace)
+    store = NamespaceStore(st)
+    st.create_partitions_if_not_exist(
+        [{"partition_id": i, "min_id": i * 10 + 1, "max_id": i * 10 + 10} for i in range(6)])
+    for node in ("w1@h:0123abcd", "w1@h:89abcdef", "w2@h:00000001"):
+        store.heartbeat(node)
+    complete(st, 0, "w1@h:0123abcd", 10)
+
+    def work():
+        time.sleep(0.2)
+        complete(st, 1, "w1@h:89abcdef", 10)
+        complete(st, 2, "w1@h:89abcdef", 10)
+        complete(st, 3, "w2@h:00000001", 10)
+
+    t = threading.Thread(target=work)
+    t.start()
+    out = as_json(cli("status", "-n", namespace, "--json", "--sample", 1.0))
+    t.join()
+    per = {p["node"]: p for p in out["namespaces"][0]["per_node"]}
+    assert set(per) == {"w1@h", "w2@h"}
+    assert per["w1@h"]["completed"] == 3 and per["w2@h"]["completed"] == 1
+    assert per["w1@h"]["partitions_per_s"] > per["w2@h"]["partitions_per_s"] > 0
+    r = cli("status", "-n", namespace, "--sample", 0)
+    assert r.exit_code == 0, r.output
+    rows = [x for x in r.output.splitlines() if "w1@h:" in x]
+    assert len(rows) == 2 and sum(" 3 " in x for x in rows) == 1, r.output
 
 
 def test_status_text(cli, namespace, state):
