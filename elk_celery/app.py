@@ -7,7 +7,7 @@ import logging
 import sys
 import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Generic, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Callable, Generic, ParamSpec, TypeVar, cast, overload
 
 from celery import Celery, Task, signals
 from celery import _state as celery_state
@@ -122,7 +122,7 @@ class Elk:
         with _SPECS_LOCK:
             for spec in _SPECS:
                 self._register(spec)
-        if app.configured:
+        if app.configured:  # type: ignore[attr-defined]  # not in celery-types' stubs
             self._add_beat_entry()
         else:
             app.on_after_configure.connect(self._on_configured, weak=False)
@@ -189,7 +189,7 @@ class Elk:
 
     def _apply_celery_defaults(self) -> None:
         # defaults, not overrides: whatever the user configures still wins
-        self.app.add_defaults({
+        self.app.add_defaults({  # type: ignore[arg-type]  # a dict works (stubs say callable)
             # a worker must not hoard partition messages it cannot start
             "worker_prefetch_multiplier": 1,
             "task_serializer": "json", "result_serializer": "json",
@@ -233,7 +233,7 @@ def get_elk(app: Celery | None = None) -> Elk:
     elk = getattr(app, "_elk", None)
     if elk is None:
         raise ConfigError(f"app {app.main!r} has no elk_celery: call Elk(app) in its module")
-    return elk
+    return cast(Elk, elk)
 
 
 class PartitionedTask(Generic[P, R]):
@@ -270,7 +270,7 @@ class PartitionedTask(Generic[P, R]):
         if elk is not None and spec.namespace in elk.jobs:
             return app.tasks[spec.name]
         if spec.bound_to:
-            return spec.bound_to[-1].app.tasks[spec.name]
+            return cast("Task[Any, Any]", spec.bound_to[-1].app.tasks[spec.name])
         return get_elk().app.tasks[spec.name]
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:

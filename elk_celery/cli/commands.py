@@ -217,7 +217,7 @@ def partitions(ctx: click.Context, namespaces: tuple[str, ...], statuses: tuple[
     indexes; listing completed ones (or all) reads every partition.
     """
     st = state_of(ctx)
-    result = []
+    result: list[dict[str, Any]] = []
     for t in st.targets(namespaces):
         parts = t.store.strategy.get_filtered_partitions(
             status=list(statuses) or None, node_id=node, limit=limit)
@@ -345,9 +345,9 @@ def breaker(ctx: click.Context, namespaces: tuple[str, ...], as_json: bool) -> N
         ctx.meta["elk.breaker.namespaces"] = namespaces
         return
     st = state_of(ctx)
-    result = []
+    result: list[dict[str, Any]] = []
     for t in st.targets(namespaces):
-        d = CircuitBreaker(t.store).state().as_dict()
+        d: dict[str, Any] = CircuitBreaker(t.store).state().as_dict()
         d["enabled"] = bool(t.store.settings.circuit_breaker_enabled)
         result.append({"namespace": t.namespace, **d})
     if as_json:
@@ -523,11 +523,11 @@ def compact(ctx: click.Context, namespaces: tuple[str, ...], limit: int, as_json
     """Forget the completed prefix of each job (counts stay; memory shrinks)."""
     from ..compaction import compact_all
     st = state_of(ctx)
-    result = []
+    result: list[dict[str, Any]] = []
     for t in st.targets(namespaces):
-        r = compact_all(t.store, limit)
-        result.append({"namespace": t.namespace, "compacted": r.compacted,
-                       "watermark": r.watermark})
+        done = compact_all(t.store, limit)
+        result.append({"namespace": t.namespace, "compacted": done.compacted,
+                       "watermark": done.watermark})
     if as_json:
         _emit_json({"namespaces": result})
         return

@@ -95,8 +95,12 @@ _HELP = {
 }
 
 
-def _families() -> dict[str, Metric]:
-    out: dict[str, Metric] = {}
+#: name -> its *MetricFamily (Counter/Gauge/Info: add_metric differs, hence Any)
+Families = dict[str, Any]
+
+
+def _families() -> Families:
+    out: Families = {}
     for name, kind in CLUSTER_FAMILY_TYPES.items():
         base = name[:-5] if kind == "info" else name
         doc = _HELP[base]
@@ -145,7 +149,7 @@ class ClusterCollector:
             self._collect_one(store, fam)
         yield from fam.values()
 
-    def _collect_one(self, store: NamespaceStore, fam: dict[str, Metric]) -> None:
+    def _collect_one(self, store: NamespaceStore, fam: Families) -> None:
         ns = store.namespace
         t0 = time.perf_counter()
         try:
@@ -183,7 +187,7 @@ def _read(store: NamespaceStore) -> dict[str, Any]:
             "pending": pending, "leases": leases}
 
 
-def _add_state(ns: str, st: dict[str, Any], fam: dict[str, Metric]) -> None:
+def _add_state(ns: str, st: dict[str, Any], fam: Families) -> None:
     now = st["now"]
     stats = PartitionStats.from_hash(st["stats"])
     for status in Status:
