@@ -258,9 +258,8 @@ def gaps(ctx: click.Context, namespaces: tuple[str, ...], full: bool, fill: bool
     result = []
     for t in st.targets(namespaces):
         if fill and t.planner is None:
-            raise click.ClickException(
-                f"{t.namespace}: --fill needs the job's planner: load the app that defines "
-                "the job (celery -A proj elk gaps --fill)")
+            raise click.ClickException(f"{t.namespace}: --fill needs the job's planner: "
+                                       + _no_job_hint(st, t.namespace))
         det = GapDetector(t.store, t.planner)
         report = det.detect("full" if full else "incremental")
         d = report.as_dict()
@@ -306,6 +305,19 @@ def gaps(ctx: click.Context, namespaces: tuple[str, ...], full: bool, fill: bool
             console.print(f"  filled: created {len(d['filled'])} partition(s)"
                           + (f"; {len(d['fill_conflicts'])} gap(s) changed meanwhile, skipped"
                              if d["fill_conflicts"] else ""))
+
+
+def _no_job_hint(st: CLIState, namespace: str) -> str:
+    """Why the CLI has no job for ``namespace``, and what to do about it."""
+    if st.app is None:
+        return "load the app that defines the job (celery -A proj elk gaps --fill)"
+    name = getattr(st.app, "main", None) or "the app"
+    if st.elk is None:
+        return f"the Celery app {name!r} has no Elk(app): call it in the app's module"
+    known = ", ".join(sorted(st.jobs())) or "none"
+    return (f"the Celery app {name!r} has no partitioned job with that namespace (its jobs: "
+            f"{known}); the module that defines it must be imported by the app (its include=[...]"
+            ", imports, or app.autodiscover_tasks()), or pass the job's --namespace")
 
 
 # ------------------------------------------------------------- retry-failed

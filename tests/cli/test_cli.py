@@ -489,6 +489,16 @@ def test_subprocess_gaps_fill_with_the_jobs_planner(redis_url, redis_client, nam
     assert proc.returncode == 0 and "no gaps" in proc.stdout, proc.stdout + proc.stderr
 
 
+def test_subprocess_gaps_fill_names_what_the_app_lacks(redis_url, namespace, state):
+    env = _env(redis_url, namespace)
+    proc = _run([sys.executable, "-m", "elk_celery.cli", "-A", "tests.cli.elk_cli_app",
+                 "gaps", "--fill", "-n", "not-this-apps"], env)
+    assert proc.returncode == 1
+    assert ("not-this-apps: --fill needs the job's planner: the Celery app 'elk_cli_test' has "
+            f"no partitioned job with that namespace (its jobs: {namespace})") in proc.stderr
+    assert "autodiscover_tasks()" in proc.stderr
+
+
 def test_subprocess_unreachable_redis(namespace):
     port = free_port()
     env = _env(f"redis://127.0.0.1:{port}/0", namespace)
