@@ -24,7 +24,7 @@ def new_node_id(hostname: str | None = None) -> str:
 
 
 #: ``<hostname>:<8 hex digits>``; the Lua scripts strip the token the same way.
-_NODE_ID = re.compile(r"(.+):[0-9a-f]{8}")
+_NODE_ID = re.compile(r"(.+):[0-9a-fA-F]{8}")
 
 
 def hostname_of(node_id: str) -> str:
