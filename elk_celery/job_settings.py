@@ -25,7 +25,7 @@ class JobSettings(TypedDict, total=False):
     leader_lock_expiry: Duration
     partition_lock_expiry: Duration
     worker_partition_multiple: int
-    task_window: int
+    task_window: int | None  # None: the worker's pool size
     allow_preemption: bool
     allocation_interval: Duration
     max_retries: int
