@@ -10,10 +10,12 @@ next to ``celery.contrib.pytest`` and pytest-celery without a clash.
   stopped at the end of the session. Override the fixture to use your own.
 * ``elk_settings``: the Elk settings of the test app, short intervals so
   a job runs in about a second (:data:`FAST_SETTINGS`); override to change.
+* ``elk_jobs``: the jobs ``elk_app`` keeps (default ``None``: every
+  ``@partitioned_task`` defined so far); override it to return a list of
+  jobs (what ``@partitioned_task`` returned, or namespaces).
 * ``elk_app``: a fresh Celery app on that Redis with ``Elk(app,
-  **elk_settings)``, a queue of its own, and every ``@partitioned_task``
-  defined so far (they register like ``shared_task``); each of its jobs'
-  namespaces is reset afterwards.
+  **elk_settings)``, a queue of its own, and those jobs (they register like
+  ``shared_task``); each of its jobs' namespaces is reset afterwards.
 * ``elk_worker``: an in-process worker (``celery.contrib.testing.worker.
   start_worker``, threads pool) on ``elk_app``, started when the fixture is
   set up: the jobs must be registered by then (Celery's worker knows only
@@ -21,8 +23,8 @@ next to ``celery.contrib.pytest`` and pytest-celery without a clash.
 * ``elk_run_job``: ``elk_run_job(job, timeout=60)`` runs a job to completion
   and returns its :class:`~elk_celery.PartitionStats`. It drives the leader
   itself (``tick_job``, no beat needed) and starts an in-process worker for
-  the run when none is running, *after* the job is registered, so a job
-  defined inside the test works too.
+  the run when none is running, *after* the job is registered and with
+  that job alone, so a job defined inside the test works too.
 * ``elk_celery_app``: ``celery.contrib.pytest``'s ``celery_app`` with Elk on
   it (load that plugin with ``-p celery.contrib.pytest``); request it before
   ``celery_worker`` so the worker starts after the jobs are registered.
@@ -36,7 +38,7 @@ from __future__ import annotations
 import time
 import uuid
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 import pytest
 
@@ -59,10 +61,12 @@ FAST_SETTINGS: dict[str, Any] = {
 
 # ------------------------------------------------------------- without pytest
 
-def make_app(redis_url: str, name: str | None = None, **settings: Any) -> Celery:
+def make_app(redis_url: str, name: str | None = None, *, jobs: Iterable[Any] | None = None,
+             **settings: Any) -> Celery:
     """A Celery app on ``redis_url`` (broker and elk state) with Elk on it,
-    its own task and leader queues, and every ``@partitioned_task`` so far.
-    ``settings`` are Elk settings (default :data:`FAST_SETTINGS`)."""
+    its own task and leader queues, and every ``@partitioned_task`` so far
+    (or only ``jobs``: tasks ``@partitioned_task`` returned, or namespaces).
+    ``settings`` are Elk settings over :data:`FAST_SETTINGS`."""
     from celery import Celery
 
     from .app import Elk
@@ -71,9 +75,32 @@ def make_app(redis_url: str, name: str | None = None, **settings: Any) -> Celery
     app = Celery(tag, broker=redis_url, set_as_current=False)
     app.conf.update(task_default_queue=tag, broker_connection_retry_on_startup=True,
                     worker_hijack_root_logger=False)
-    Elk(app, **{"redis_url": redis_url, "leader_queue": f"{tag}.leader",
-                **FAST_SETTINGS, **settings})
+    elk = Elk(app, **{"redis_url": redis_url, "leader_queue": f"{tag}.leader",
+                      **FAST_SETTINGS, **settings})
+    if jobs is not None:
+        keep = {_namespace_of(j) for j in jobs}
+        for ns in list(elk.jobs):
+            if ns not in keep:
+                del elk.jobs[ns]  # its Celery task stays registered, never sent
     return app
+
+
+def _namespace_of(job: Any) -> str:
+    return job if isinstance(job, str) else str(job.namespace)
+
+
+@contextmanager
+def _only(job: Job) -> Iterator[None]:
+    """``job`` alone in its Elk while the block runs: a worker started in it
+    heartbeats and leads that job only (not every job of the process)."""
+    jobs = job.elk.jobs
+    saved = dict(jobs)
+    jobs.clear()
+    jobs[job.namespace] = job
+    try:
+        yield
+    finally:
+        jobs.update({ns: j for ns, j in saved.items() if ns not in jobs})
 
 
 def reset_app(app: Celery) -> None:
@@ -138,7 +165,7 @@ def run_job(target: Any, *, app: Celery | None = None, timeout: float = 60.0,
     """
     job = _job_of(target, app)
     if not _running(job.elk.app):
-        with start_elk_worker(job.elk.app, **worker_options):
+        with _only(job), start_elk_worker(job.elk.app, **worker_options):
             return run_job(job, timeout=timeout)
     from .leader.tick import tick_job
 
@@ -187,9 +214,17 @@ def elk_settings() -> dict[str, Any]:
 
 
 @pytest.fixture
-def elk_app(elk_redis_url: str, elk_settings: dict[str, Any]) -> Iterator[Celery]:
-    """A Celery app with Elk and every partitioned job, on ``elk_redis_url``."""
-    app = make_app(elk_redis_url, **elk_settings)
+def elk_jobs() -> list[Any] | None:
+    """The jobs ``elk_app`` keeps: None = every partitioned job defined so far
+    (override to return a list of tasks or namespaces)."""
+    return None
+
+
+@pytest.fixture
+def elk_app(elk_redis_url: str, elk_settings: dict[str, Any],
+            elk_jobs: list[Any] | None) -> Iterator[Celery]:
+    """A Celery app with Elk and the partitioned jobs, on ``elk_redis_url``."""
+    app = make_app(elk_redis_url, jobs=elk_jobs, **elk_settings)
     try:
         yield app
     finally:

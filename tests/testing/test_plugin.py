@@ -57,6 +57,49 @@ def test_run_job_defined_in_the_test(elk_app, elk_run_job, elk_redis_url):
     assert collect(5, 9, {}) == 5 and collect.__name__ == "collect"
 
 
+def test_a_run_heartbeats_and_leads_its_job_alone(elk_app, elk_run_job):
+    from elk_celery import get_elk
+    elk = get_elk(elk_app)
+    ns, other = unique_namespace("plugin"), unique_namespace("plugin")
+    during: list[set[str]] = []
+
+    @partitioned_task(namespace=ns, planner=RangePlanner(max_id=200, size=100))
+    def mine(min_id: int, max_id: int, options: dict) -> int:
+        during.append(set(elk.jobs))
+        return 1
+
+    @partitioned_task(namespace=other, planner=RangePlanner(max_id=200, size=100))
+    def theirs(min_id: int, max_id: int, options: dict) -> int:
+        return 1
+
+    assert {ns, other} <= set(elk.jobs)
+    assert elk_run_job(mine).completed_count == 2
+    assert during == [{ns}, {ns}]  # the run's worker saw this job only
+    assert {ns, other} <= set(elk.jobs)  # and the app has both again
+    assert elk.job(other).store.strategy.get_partition_stats().total_count == 0
+    assert elk.redis.zcard(elk.job(other).store.keys.nodes) == 0  # not even a heartbeat
+
+
+class TestAppWithChosenJobs:
+    @pytest.fixture
+    def chosen(self):
+        ns = unique_namespace("plugin")
+
+        @partitioned_task(namespace=ns, planner=RangePlanner(max_id=100, size=100))
+        def chosen_job(min_id: int, max_id: int, options: dict) -> int:
+            return 7
+        return chosen_job
+
+    @pytest.fixture
+    def elk_jobs(self, chosen):  # overrides the plugin's: elk_app keeps this job only
+        return [chosen]
+
+    def test_elk_jobs_chooses_the_apps_jobs(self, chosen, elk_app, elk_worker, elk_run_job):
+        from elk_celery import get_elk
+        assert set(get_elk(elk_app).jobs) == {chosen.namespace}
+        assert elk_run_job(chosen).items_processed == 7
+
+
 @pytest.fixture
 def failing_job():
     ns = unique_namespace("plugin")
