@@ -36,6 +36,14 @@ def test_its_fixtures_cannot_shadow_the_suites(request):
     # and the suite's own fixtures still come from its conftest
     (redis_url,) = request._fixturemanager.getfixturedefs("redis_url", request.node)
     assert redis_url.func.__module__ == "tests.conftest"
+    # nothing loaded here (pytest-celery's plugin among them) defines ours too,
+    # nor does celery.contrib.pytest
+    import celery.contrib.pytest
+    assert request.config.pluginmanager.has_plugin("celery")  # pytest-celery's
+    for name in ours:
+        defs = request._fixturemanager.getfixturedefs(name, request.node)
+        assert [d.func.__module__ for d in defs] == ["elk_celery.testing"], name
+    assert not ours & fixture_names(celery.contrib.pytest)
 
 
 def test_run_job_defined_in_the_test(elk_app, elk_run_job, elk_redis_url):
