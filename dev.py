@@ -15,7 +15,8 @@ private redis-server is started on a free loopback port for the run and
 
 ``test`` without ``--all`` and without a ``-m`` of your own deselects the
 ``chaos`` and ``benchmark`` markers.  pytest's exit code 5 (no tests
-collected) counts as a failure.
+collected) counts as a failure.  The run ends by saying what was skipped,
+why, and how to get it (e.g. ``apt-get install prometheus`` for promtool).
 """
 from __future__ import annotations
 
@@ -195,13 +196,48 @@ def cmd_test(args: list[str]) -> int:
     if not run_all and not has_marker:
         args = ["-m", DEFAULT_MARKERS, *args]
     cmd = [sys.executable, "-m", "pytest", *args]
-    with redis_for_run():
-        say("running: " + shlex.join(cmd))
-        rc = run_child(cmd)
+    fd, report = tempfile.mkstemp(prefix="elk-skips-", suffix=".json")
+    os.close(fd)
+    os.environ["ELK_DEV_SKIP_REPORT"] = report  # filled by tests/conftest.py
+    try:
+        with redis_for_run():
+            say("running: " + shlex.join(cmd))
+            rc = run_child(cmd)
+        say_skips(report, run_all)
+    finally:
+        os.environ.pop("ELK_DEV_SKIP_REPORT", None)
+        Path(report).unlink(missing_ok=True)
     if rc == 5:
         say("pytest collected no tests: counting that as a failure")
         return 1
     return rc
+
+
+#: Skip reasons -> what brings the missing piece.
+SKIP_HINTS = (
+    ("promtool", "apt-get install prometheus (Debian/Ubuntu; CI's .ci/run does it)"),
+    ("prometheus server", "apt-get install prometheus (Debian/Ubuntu; CI's .ci/run does it)"),
+)
+
+
+def say_skips(report: str, run_all: bool) -> None:
+    """End the run by saying what it skipped and how to get it."""
+    import json
+    try:
+        with open(report) as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return  # pytest stopped before its summary
+    skipped = data.get("skipped") or {}
+    total = sum(skipped.values())
+    if total:
+        say(f"skipped {total} test(s):")
+        for reason, n in sorted(skipped.items(), key=lambda kv: -kv[1]):
+            hint = next((h for key, h in SKIP_HINTS if key.lower() in reason.lower()), None)
+            say(f"  {n} x {reason}" + (f"  -> to run them: {hint}" if hint else ""))
+    if data.get("deselected") and not run_all:
+        say(f"deselected {data['deselected']} test(s) (-m/-k; by default the chaos and "
+            "benchmark markers): `python3 dev.py test --all` runs every test")
 
 
 def cmd_demo(args: list[str]) -> int:

@@ -1,4 +1,4 @@
-"""Make docs/img/flower.png and docs/img/dashboard.png from a real run.
+"""Make docs/img/flower.png, flower_task.png and dashboard.png from a real run.
 
 Starts, all on 127.0.0.1 and in a temporary folder:
 
@@ -47,7 +47,7 @@ from elk_celery._redis_server import RedisServer  # noqa: E402
 import render_dashboard  # noqa: E402
 
 NS = "orders"
-MAX_ID, SIZE = 80_000, 1000           # 80 partitions: orders[1..1000], orders[1001..2000], ...
+MAX_ID, SIZE = 80_000, 1000           # 80 partitions of 1000 IDs: kwargs min_id=1, max_id=1000, ...
 SLEEP, WINDOW, CONCURRENCY = 2.0, 2, 2  # two workers: about 40 s of work
 FLOWER_AT = 0.65                      # fraction of partitions completed at the Flower screenshot
 
@@ -233,6 +233,13 @@ def run(tmp: Path, keep_html: bool) -> None:
         # `max by (namespace)`, so they are only right when one status holds everything)
         wait_for(lambda: at_least(FLOWER_AT), 240, f"{FLOWER_AT:.0%} of {partitions} partitions")
         screenshot(browser, f"{flower}/tasks", IMG / "flower.png", tmp, (1400, 900), wait_ms=8000)
+        # one partition's page: the job's task name, its range in the kwargs
+        tasks = json.loads(get(f"{flower}/api/tasks?taskname=tests.apps.jobapp.job"
+                               "&state=SUCCESS&limit=200") or "{}")
+        done = [uid for uid, t in tasks.items() if str(t.get("result")).startswith("'done")]
+        if done:  # a partition that did the work (not a duplicate message's no-op)
+            screenshot(browser, f"{flower}/task/{done[0]}", IMG / "flower_task.png",
+                       tmp, (1400, 900), wait_ms=4000)
         wait_for(lambda: at_least(1.0), 240, f"all {partitions} partitions")
         time.sleep(4)  # a few more scrapes after the end
         page = tmp / "dashboard.html"
@@ -243,7 +250,7 @@ def run(tmp: Path, keep_html: bool) -> None:
                    (1400, render_dashboard.page_height()))
         if keep_html:
             shutil.copy(page, IMG / "dashboard.html")
-        for png in ("flower.png", "dashboard.png"):
+        for png in ("flower.png", "flower_task.png", "dashboard.png"):
             print(f"wrote {IMG / png} ({(IMG / png).stat().st_size // 1024} KB)")
     except BaseException:
         for name, _ in procs.started:

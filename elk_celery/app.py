@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+import sys
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Generic, ParamSpec, TypeVar, cast, overload
 
 from celery import Celery, Task, signals
 from celery import _state as celery_state
-from celery.local import Proxy
 
 from .errors import ConfigError
 from .hooks import HookChain, Hooks
@@ -18,6 +19,17 @@ from .settings import ElkSettings, _reject_unknown, reject_app_only
 from .store.connection import redis_from_url
 from .store.namespace import NamespaceStore
 from .strategies import strategy_for
+
+if TYPE_CHECKING:
+    if sys.version_info >= (3, 11):
+        from typing import Unpack
+    else:
+        from typing_extensions import Unpack
+
+    from .job_settings import ElkOptions, JobSettings
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 log = logging.getLogger("elk_celery")
 
@@ -76,7 +88,7 @@ class Job:
         return self._store
 
     @property
-    def task(self) -> Task:
+    def task(self) -> Task[Any, Any]:
         return self.elk.app.tasks[self.task_name]
 
 
@@ -92,7 +104,8 @@ class Elk:
     ``@partitioned_task``; keyword settings win over ``app.conf.elk_*``.
     """
 
-    def __init__(self, app: Celery, *, hooks: list[Hooks] | None = None, **settings: Any) -> None:
+    def __init__(self, app: Celery, *, hooks: list[Hooks] | None = None,
+                 **settings: Unpack[ElkOptions]) -> None:
         _reject_unknown(settings)
         if getattr(app, "_elk", None) is not None:
             raise ConfigError(f"Elk(app) was already called for app {app.main!r}: call it once")
@@ -111,7 +124,7 @@ class Elk:
         with _SPECS_LOCK:
             for spec in _SPECS:
                 self._register(spec)
-        if app.configured:
+        if app.configured:  # type: ignore[attr-defined]  # not in celery-types' stubs
             self._add_beat_entry()
         else:
             app.on_after_configure.connect(self._on_configured, weak=False)
@@ -178,7 +191,7 @@ class Elk:
 
     def _apply_celery_defaults(self) -> None:
         # defaults, not overrides: whatever the user configures still wins
-        self.app.add_defaults({
+        self.app.add_defaults({  # type: ignore[arg-type]  # a dict works (stubs say callable)
             # a worker must not hoard partition messages it cannot start
             "worker_prefetch_multiplier": 1,
             "task_serializer": "json", "result_serializer": "json",
@@ -189,9 +202,9 @@ class Elk:
         try:
             self._add_beat_entry()
         except ConfigError as exc:
-            # Celery swallows signal errors: say it loudly; beat_init and the
-            # worker bootstep then refuse to start
-            log.error("elk: %s", exc)
+            # not said here: beat_init and the worker bootstep refuse to start
+            # with this very message, and saying it here too printed it twice
+            log.debug("elk: no beat entry yet: %s", exc)
 
     def _on_beat_init(self, sender: Any = None, **_: Any) -> None:
         if getattr(getattr(sender, "app", None), "_elk", self) is not self:
@@ -222,27 +235,96 @@ def get_elk(app: Celery | None = None) -> Elk:
     elk = getattr(app, "_elk", None)
     if elk is None:
         raise ConfigError(f"app {app.main!r} has no elk_celery: call Elk(app) in its module")
-    return elk
+    return cast(Elk, elk)
 
 
-def partitioned_task(fn: Callable[..., Any] | None = None, *, planner: PartitionPlanner,
+class PartitionedTask(Generic[P, R]):
+    """What ``@partitioned_task`` returns: the processor, with its own type.
+
+    Calling it calls the function itself, in this process (a unit test of the
+    processor needs no Redis and no Celery). Every other attribute is the
+    Celery task that runs one partition on the current app (``name``,
+    ``apply_async``, ...; like ``shared_task``, the last app that registered
+    the job when the current one has none); :attr:`task` is that task.
+    """
+
+    fn: Callable[P, R]
+
+    def __init__(self, spec: JobSpec, fn: Callable[P, R]) -> None:
+        self._spec = spec
+        self.fn = fn
+        functools.update_wrapper(self, fn)
+
+    @property
+    def namespace(self) -> str:
+        return self._spec.namespace
+
+    @property
+    def name(self) -> str:
+        """The Celery task name (default ``module.function``)."""
+        return self._spec.name
+
+    @property
+    def task(self) -> Task[Any, Any]:
+        spec = self._spec
+        app = celery_state.get_current_app()
+        elk = getattr(app, "_elk", None)
+        if elk is not None and spec.namespace in elk.jobs:
+            return app.tasks[spec.name]
+        if spec.bound_to:
+            return cast("Task[Any, Any]", spec.bound_to[-1].app.tasks[spec.name])
+        return get_elk().app.tasks[spec.name]
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self.fn(*args, **kwargs)
+
+    def __getattr__(self, item: str) -> Any:
+        if item.startswith("_"):  # copy/pickle probes, half-built instances
+            raise AttributeError(item)
+        return getattr(self.task, item)
+
+    def __repr__(self) -> str:
+        return f"<partitioned task {self._spec.name} (namespace {self._spec.namespace!r})>"
+
+
+@overload
+def partitioned_task(fn: Callable[P, R], *, planner: PartitionPlanner,
+                     namespace: str | None = ..., name: str | None = ..., bind: bool = ...,
+                     options: dict[str, Any] | None = ...,
+                     task_options: dict[str, Any] | None = ...,
+                     **settings: Unpack[JobSettings]) -> PartitionedTask[P, R]: ...
+
+
+@overload
+def partitioned_task(fn: None = ..., *, planner: PartitionPlanner,
+                     namespace: str | None = ..., name: str | None = ..., bind: bool = ...,
+                     options: dict[str, Any] | None = ...,
+                     task_options: dict[str, Any] | None = ...,
+                     **settings: Unpack[JobSettings]
+                     ) -> Callable[[Callable[P, R]], PartitionedTask[P, R]]: ...
+
+
+def partitioned_task(fn: Callable[P, R] | None = None, *, planner: PartitionPlanner,
                      namespace: str | None = None, name: str | None = None, bind: bool = False,
                      options: dict[str, Any] | None = None,
-                     task_options: dict[str, Any] | None = None, **settings: Any) -> Any:
+                     task_options: dict[str, Any] | None = None,
+                     **settings: Unpack[JobSettings]
+                     ) -> PartitionedTask[P, R] | Callable[[Callable[P, R]], PartitionedTask[P, R]]:
     """Turn ``fn(min_id, max_id, options) -> int`` into a partitioned job.
 
     With ``bind=True`` the function is ``fn(partition, min_id, max_id, options)``
     where ``partition`` is a :class:`~elk_celery.worker.runner.PartitionContext`
     (fence token, ``progress()``, ``check()``). Other keyword arguments are
-    per-job settings (``task_window=4``, ``allow_preemption=True``, ...).
-    Like ``shared_task``, it works before or after ``Elk(app)``.
+    per-job settings (``task_window=4``, ``allow_preemption=True``, ...; typed
+    by :class:`~elk_celery.job_settings.JobSettings`). Like ``shared_task``,
+    it works before or after ``Elk(app)``. Returns a :class:`PartitionedTask`.
     """
     _reject_unknown(settings)
     reject_app_only(settings)
     if planner is None or not (hasattr(planner, "partition_size") and hasattr(planner, "next_max_id")):
         raise ConfigError(f"planner {planner!r} must have partition_size() and next_max_id(start_id, range_size)")
 
-    def decorate(f: Callable[..., Any]) -> Any:
+    def decorate(f: Callable[P, R]) -> PartitionedTask[P, R]:
         from .keys import check_namespace
         spec = JobSpec(fn=f, namespace=check_namespace(namespace or f.__name__), planner=planner,
                        name=name or f"{f.__module__}.{f.__name__}", bind=bind,
@@ -250,20 +332,10 @@ def partitioned_task(fn: Callable[..., Any] | None = None, *, planner: Partition
                        task_options=dict(task_options or {}))
         with _SPECS_LOCK:
             _SPECS.append(spec)
-            for app in list(celery_state._get_active_apps()):
+            for app in list(celery_state._get_active_apps()):  # type: ignore[attr-defined]
                 elk = getattr(app, "_elk", None)
                 if elk is not None:
                     elk._register(spec)
-
-        def current_task() -> Task:
-            # like shared_task: the current app's task; else the last app
-            # that registered this job (tests and scripts rarely set current)
-            app = celery_state.get_current_app()
-            if getattr(app, "_elk", None) is not None and spec.namespace in app._elk.jobs:
-                return app.tasks[spec.name]
-            if spec.bound_to:
-                return spec.bound_to[-1].app.tasks[spec.name]
-            return get_elk().app.tasks[spec.name]
-        return Proxy(current_task, __doc__=f.__doc__)
+        return PartitionedTask(spec, f)
 
     return decorate(fn) if fn is not None else decorate

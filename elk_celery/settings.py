@@ -206,7 +206,7 @@ def _reject_unknown(overrides: Mapping[str, Any]) -> None:
             f"unknown elk setting(s) {', '.join(unknown)}; known settings: {', '.join(sorted(known))}")
 
 
-def _coerce(f: dataclasses.Field, value: Any) -> Any:
+def _coerce(f: dataclasses.Field[Any], value: Any) -> Any:
     """Turn config-file strings and timedeltas into the field's type, or fail clearly."""
     t = str(f.type)
     name = PREFIX + f.name

@@ -264,3 +264,23 @@ def cluster(redis_url, redis_client, namespace, tmp_path):
     names += [k for k in (f"{namespace}:running:" + n.decode()
                           for n in redis_client.zrange(Keys(namespace).nodes, 0, -1))]
     redis_client.delete(*names)
+
+
+# ------------------------------------------------- skip report for dev.py
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """Hand the skip reasons to ``dev.py test`` (``$ELK_DEV_SKIP_REPORT``),
+    which ends its run by saying what was skipped and how to get it."""
+    path = os.environ.get("ELK_DEV_SKIP_REPORT")
+    if not path:
+        return
+    import json
+    reasons: dict[str, int] = {}
+    for rep in terminalreporter.stats.get("skipped", []):
+        longrepr = rep.longrepr
+        reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        reasons[reason] = reasons.get(reason, 0) + 1
+    with open(path, "w") as f:
+        json.dump({"skipped": reasons,
+                   "deselected": len(terminalreporter.stats.get("deselected", []))}, f)

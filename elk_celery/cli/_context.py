@@ -82,6 +82,7 @@ class CLIState:
         if not self._elk_checked:
             self._elk_checked = True
             if self.app is not None:
+                import_task_modules(self.app)
                 try:
                     from ..app import get_elk
                     self._elk = get_elk(self.app)
@@ -179,6 +180,22 @@ class CLIState:
             out.append(Target(ns, store, getattr(job, "planner", None),
                               getattr(job, "task_name", None), settings))
         return out
+
+
+def import_task_modules(app: Any) -> None:
+    """Import the app's task modules, as a worker does at start, so jobs in
+    them register with its Elk: ``include``/``imports`` and what
+    ``app.autodiscover_tasks()`` finds (Django apps' ``tasks.py``; Celery's
+    Django fix-up runs ``django.setup()`` first)."""
+    loader = getattr(app, "loader", None)
+    if loader is None or not hasattr(loader, "import_default_modules"):
+        return
+    try:
+        loader.import_default_modules()
+    except Exception as exc:  # noqa: BLE001 - the worker would fail the same way
+        raise click.ClickException(
+            f"cannot import the task modules of the Celery app {getattr(app, 'main', app)!r}: "
+            f"{type(exc).__name__}: {exc}") from None
 
 
 def load_app(name: str) -> Any:

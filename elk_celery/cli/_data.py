@@ -8,6 +8,7 @@ from typing import Any
 from ..breaker import CircuitBreaker
 from ..models import Partition
 from ..store.connection import text
+from ..worker.node import hostname_of
 from ._context import Target
 
 #: In-flight partitions listed per node in ``status``.
@@ -32,6 +33,11 @@ def counts(t: Target) -> dict[str, Any]:
     pipe.time()
     raw, (sec, usec) = pipe.execute()
     c = {text(k): int(v) for k, v in raw.items()}
+    per_node: dict[str, dict[str, int]] = {}
+    for key, value in c.items():  # complete.lua's per-host counters
+        for prefix, name in (("node_partitions:", "completed"), ("node_items:", "items")):
+            if key.startswith(prefix):
+                per_node.setdefault(key[len(prefix):], {"completed": 0, "items": 0})[name] = value
     total = c.get("total", 0)
     done = c.get("completed", 0)
     failed = c.get("failed", 0)
@@ -41,6 +47,7 @@ def counts(t: Target) -> dict[str, Any]:
         "running": c.get("running", 0), "completed": done, "failed": failed,
         "items_processed": c.get("items", 0), "compacted": c.get("compacted", 0),
         "remaining": max(0, total - done - failed),
+        "per_node": per_node,
     }
 
 
@@ -48,18 +55,27 @@ def throughput(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
     """Rates and ETA from two samples of the counters."""
     dt = (second["at_ms"] - first["at_ms"]) / 1000
     if dt <= 0:
-        return {"sample_s": 0.0, "partitions_per_s": None, "items_per_s": None, "eta_s": None}
+        return {"sample_s": 0.0, "partitions_per_s": None, "items_per_s": None, "eta_s": None,
+                "nodes": {}}
     rate = (second["completed"] + second["failed"] - first["completed"] - first["failed"]) / dt
     items = (second["items_processed"] - first["items_processed"]) / dt
     remaining = second["remaining"]
-    if remaining == 0:
-        eta: float | None = 0.0
+    if second["total"] == 0:
+        eta: float | None = None  # nothing planned yet: no estimate
+    elif remaining == 0:
+        eta = 0.0
     elif rate > 0:
         eta = remaining / rate
     else:
         eta = None  # nothing finished during the sample: unknown
+    nodes = {}
+    for host, now in second.get("per_node", {}).items():
+        before = first.get("per_node", {}).get(host, {"completed": 0, "items": 0})
+        nodes[host] = {"partitions_per_s": round((now["completed"] - before["completed"]) / dt, 3),
+                       "items_per_s": round((now["items"] - before["items"]) / dt, 3)}
     return {"sample_s": round(dt, 3), "partitions_per_s": round(rate, 3),
-            "items_per_s": round(items, 3), "eta_s": None if eta is None else round(eta, 1)}
+            "items_per_s": round(items, 3), "eta_s": None if eta is None else round(eta, 1),
+            "nodes": nodes}
 
 
 def status(t: Target, first: dict[str, Any] | None = None,
@@ -77,17 +93,24 @@ def status(t: Target, first: dict[str, Any] | None = None,
     node_rows = []
     for n in sorted(nodes, key=lambda n: (not n.alive, n.node_id)):
         parts = sorted(held.pop(n.node_id, []), key=lambda d: d["partition_id"])
-        node_rows.append({"node_id": n.node_id, "alive": n.alive,
+        node_rows.append({"node_id": n.node_id, "hostname": hostname_of(n.node_id),
+                          "alive": n.alive,
                           "expires_in": round(n.expires_in, 3), "held": n.held,
                           "info": n.info, "partitions": parts[:INFLIGHT_LIMIT]})
     for node, parts in sorted(held.items()):  # owners that never registered
-        node_rows.append({"node_id": node, "alive": None, "expires_in": None,
+        node_rows.append({"node_id": node, "hostname": hostname_of(node), "alive": None,
+                          "expires_in": None,
                           "held": len(parts), "info": {}, "partitions": parts[:INFLIGHT_LIMIT]})
     breaker = CircuitBreaker(store).state().as_dict()
     breaker["enabled"] = bool(store.settings.circuit_breaker_enabled)
     rates = throughput(first, now_counts) if first is not None else {
         "sample_s": 0.0, "partitions_per_s": None, "items_per_s": None,
-        "eta_s": 0.0 if now_counts["remaining"] == 0 else None}
+        "eta_s": 0.0 if now_counts["total"] and now_counts["remaining"] == 0 else None,
+        "nodes": {}}
+    # per worker host (every start of it): completions so far and, sampled, rates
+    per_node = [{"node": host, "completed": c["completed"], "items": c["items"],
+                 **rates["nodes"].get(host, {"partitions_per_s": None, "items_per_s": None})}
+                for host, c in sorted(now_counts["per_node"].items())]
     total = now_counts["total"]
     return {
         "namespace": t.namespace,
@@ -100,6 +123,7 @@ def status(t: Target, first: dict[str, Any] | None = None,
                  for k in ("start_id", "cursor", "watermark", "next_pid", "gap_checked")},
         "planner_error": meta.get("planner_error") or None,
         "nodes": node_rows,
+        "per_node": per_node,
         "live_nodes": sum(1 for n in nodes if n.alive),
         "counts": {k: now_counts[k] for k in ("total", "pending", "claimed", "running",
                                               "completed", "failed", "remaining",

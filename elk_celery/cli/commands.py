@@ -149,14 +149,23 @@ def _render_status(console: Console, s: dict[str, Any]) -> None:
         line += f" ({b['reason']})"
     console.print(line)
     nodes = Table(header_style="bold", box=None, pad_edge=False)
-    for col in ("node", "alive", "heartbeat expires", "held", "in-flight partitions"):
+    for col in ("node", "alive", "heartbeat expires", "held", "completed", "rate",
+                "in-flight partitions"):
         nodes.add_column(col)
+    per_host = {h["node"]: h for h in s["per_node"]}
+    shown: set[str] = set()
     for n in s["nodes"]:
         alive = {True: "[green]yes[/]", False: "[red]no[/]", None: "?"}[n["alive"]]
         parts = ", ".join(f"{p['partition_id']}[{p['min_id']}..{p['max_id']}] {p['status']}"
                           for p in n["partitions"]) or "-"
         exp = "-" if n["expires_in"] is None else f"{n['expires_in']:+.1f}s"
-        nodes.add_row(n["node_id"], alive, exp, str(n["held"]), parts)
+        # a host's counts span its restarts: on its first (live) row only
+        host = per_host.get(n["hostname"]) if n["hostname"] not in shown else None
+        shown.add(n["hostname"])
+        done = f"{host['completed']:,}" if host else "-"
+        rate = (f"{host['partitions_per_s']:,.1f}/s, {host['items_per_s']:,.0f} items/s"
+                if host and host["partitions_per_s"] is not None else "-")
+        nodes.add_row(n["node_id"], alive, exp, str(n["held"]), done, rate, parts)
     if s["nodes"]:
         console.print(f"  nodes ({s['live_nodes']} live):")
         console.print(Padding(nodes, (0, 0, 0, 2), expand=False))
@@ -208,7 +217,7 @@ def partitions(ctx: click.Context, namespaces: tuple[str, ...], statuses: tuple[
     indexes; listing completed ones (or all) reads every partition.
     """
     st = state_of(ctx)
-    result = []
+    result: list[dict[str, Any]] = []
     for t in st.targets(namespaces):
         parts = t.store.strategy.get_filtered_partitions(
             status=list(statuses) or None, node_id=node, limit=limit)
@@ -249,9 +258,8 @@ def gaps(ctx: click.Context, namespaces: tuple[str, ...], full: bool, fill: bool
     result = []
     for t in st.targets(namespaces):
         if fill and t.planner is None:
-            raise click.ClickException(
-                f"{t.namespace}: --fill needs the job's planner: load the app that defines "
-                "the job (celery -A proj elk gaps --fill)")
+            raise click.ClickException(f"{t.namespace}: --fill needs the job's planner: "
+                                       + _no_job_hint(st, t.namespace))
         det = GapDetector(t.store, t.planner)
         report = det.detect("full" if full else "incremental")
         d = report.as_dict()
@@ -299,6 +307,19 @@ def gaps(ctx: click.Context, namespaces: tuple[str, ...], full: bool, fill: bool
                              if d["fill_conflicts"] else ""))
 
 
+def _no_job_hint(st: CLIState, namespace: str) -> str:
+    """Why the CLI has no job for ``namespace``, and what to do about it."""
+    if st.app is None:
+        return "load the app that defines the job (celery -A proj elk gaps --fill)"
+    name = getattr(st.app, "main", None) or "the app"
+    if st.elk is None:
+        return f"the Celery app {name!r} has no Elk(app): call it in the app's module"
+    known = ", ".join(sorted(st.jobs())) or "none"
+    return (f"the Celery app {name!r} has no partitioned job with that namespace (its jobs: "
+            f"{known}); the module that defines it must be imported by the app (its include=[...]"
+            ", imports, or app.autodiscover_tasks()), or pass the job's --namespace")
+
+
 # ------------------------------------------------------------- retry-failed
 
 @elk.command("retry-failed")
@@ -336,9 +357,9 @@ def breaker(ctx: click.Context, namespaces: tuple[str, ...], as_json: bool) -> N
         ctx.meta["elk.breaker.namespaces"] = namespaces
         return
     st = state_of(ctx)
-    result = []
+    result: list[dict[str, Any]] = []
     for t in st.targets(namespaces):
-        d = CircuitBreaker(t.store).state().as_dict()
+        d: dict[str, Any] = CircuitBreaker(t.store).state().as_dict()
         d["enabled"] = bool(t.store.settings.circuit_breaker_enabled)
         result.append({"namespace": t.namespace, **d})
     if as_json:
@@ -374,32 +395,65 @@ def breaker_reset(ctx: click.Context, namespaces: tuple[str, ...]) -> None:
 
 # --------------------------------------------------------------------- watch
 
+class _FailAwareBar(BarColumn):
+    """A bar that turns red once a partition of its namespace failed for good."""
+
+    def render(self, task: Any) -> Any:
+        failed = bool(task.fields.get("failed"))
+        self.complete_style = "red" if failed else "bar.complete"
+        self.finished_style = "red" if failed else "bar.finished"
+        return super().render(task)
+
+
+def _watch_line(ns: str, c: dict[str, Any], rate: float | None) -> str:
+    """One plain progress line (``elk watch`` without a terminal)."""
+    total, done = c["total"], c["completed"]
+    if not total:
+        return f"{ns}: waiting for a plan"
+    eta = _fmt_eta(c["remaining"] / rate) if rate and c["remaining"] else None
+    return (f"{ns}: {done:,}/{total:,} completed ({done / total * 100:.1f}%), "
+            f"{c['failed']:,} failed, {c['claimed'] + c['running']:,} running, "
+            f"{c['pending']:,} pending" + (f", {rate:,.1f}/s" if rate else "")
+            + (f", ETA {eta}" if eta else ""))
+
+
 @elk.command()
 @namespace_option()
 @click.option("--interval", type=click.FloatRange(min=0.05), default=1.0, show_default=True,
               metavar="SECONDS", help="Refresh period.")
 @click.option("--timeout", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
               help=f"Give up after this long (exit code {EXIT_TIMEOUT}).")
+@click.option("--plain", is_flag=True,
+              help="Print plain lines instead of a live bar (the default when stdout is not a "
+                   "terminal).")
+@click.option("--every", type=click.FloatRange(min=0.05), default=10.0, show_default=True,
+              metavar="SECONDS", help="Plain lines: print one per namespace this often.")
 @click.pass_context
 def watch(ctx: click.Context, namespaces: tuple[str, ...], interval: float,
-          timeout: float | None) -> None:
+          timeout: float | None, plain: bool, every: float) -> None:
     """A live progress bar per namespace until every planned partition is done.
 
-    Exit code 0 when all completed, 1 when some ended failed, 3 on --timeout,
-    130 on Ctrl-C. A namespace with nothing planned yet is waited for.
+    The bar counts completed partitions; failed ones turn it red and are
+    counted beside it. Without a terminal (or with --plain) it prints a
+    plain line per namespace every --every seconds instead. Exit code 0 when
+    all completed, 1 when some ended failed, 3 on --timeout, 130 on Ctrl-C.
+    A namespace with nothing planned yet is waited for.
     """
     st = state_of(ctx)
     targets = st.targets(namespaces)
+    plain = plain or not sys.stdout.isatty()
     console = _console(ctx)
     deadline = None if timeout is None else time.monotonic() + timeout
     progress = Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), TaskProgressColumn(),
+        TextColumn("[bold]{task.description}"), _FailAwareBar(), TaskProgressColumn(),
         TextColumn("{task.fields[count]}"), TextColumn("{task.fields[detail]}"),
         TimeRemainingColumn(),
-        console=console, transient=False, refresh_per_second=4)
-    tasks = {t.namespace: progress.add_task(t.namespace, total=None, count="",
-                                                detail="waiting for a plan") for t in targets}
+        console=console, transient=False, refresh_per_second=4, disable=plain)
+    tasks = {t.namespace: progress.add_task(t.namespace, total=None, count="", failed=0,
+                                            detail="waiting for a plan") for t in targets}
     last: dict[str, dict[str, Any]] = {}
+    rates: dict[str, float | None] = {}
+    next_line = 0.0
     code = 0
     try:
         with progress:
@@ -409,16 +463,24 @@ def watch(ctx: click.Context, namespaces: tuple[str, ...], interval: float,
                     c = _data.counts(t)
                     prev = last.get(t.namespace)
                     rate = _data.throughput(prev, c)["partitions_per_s"] if prev else None
+                    rates[t.namespace] = rate
                     last[t.namespace] = c
                     inflight = c["claimed"] + c["running"]
-                    detail = (f"{c['failed']} failed, {inflight} running, {c['pending']} pending"
+                    failed = (f"[red]{c['failed']:,} failed[/]" if c["failed"]
+                              else "0 failed")
+                    detail = (f"{failed}, {inflight} running, {c['pending']} pending"
                               + (f", {rate:,.1f}/s" if rate else ""))
-                    finished = c["completed"] + c["failed"]
                     progress.update(tasks[t.namespace], total=c["total"] or None,
-                                    completed=finished, count=f"{finished:,}/{c['total']:,}",
+                                    completed=c["completed"], failed=c["failed"],
+                                    count=f"{c['completed']:,}/{c['total']:,}",
                                     detail=detail if c["total"] else "waiting for a plan")
                     if not (c["total"] > 0 and c["remaining"] == 0):
                         all_done = False
+                if plain and (all_done or time.monotonic() >= next_line):
+                    next_line = time.monotonic() + every
+                    stamp = time.strftime("%H:%M:%S")
+                    for ns, c in last.items():
+                        click.echo(f"{stamp} {_watch_line(ns, c, rates.get(ns))}")
                 if all_done:
                     break
                 if deadline is not None and time.monotonic() >= deadline:
@@ -427,7 +489,7 @@ def watch(ctx: click.Context, namespaces: tuple[str, ...], interval: float,
                 time.sleep(interval)
     except KeyboardInterrupt:
         code = EXIT_INTERRUPTED
-    failed = sum(c["failed"] for c in last.values())
+    failed_total = sum(c["failed"] for c in last.values())
     for ns, c in last.items():
         click.echo(f"{ns}: {c['completed']:,}/{c['total']:,} completed, {c['failed']:,} failed, "
                    f"{c['remaining']:,} remaining")
@@ -435,10 +497,10 @@ def watch(ctx: click.Context, namespaces: tuple[str, ...], interval: float,
         click.echo(f"timed out after {timeout}s with work remaining", err=True)
     elif code == EXIT_INTERRUPTED:
         click.echo("interrupted", err=True)
-    elif failed:
+    elif failed_total:
         code = EXIT_FAILED
-        click.echo(f"done, but {failed} partition(s) failed: see `elk partitions --status failed`,"
-                   " then `elk retry-failed`", err=True)
+        click.echo(f"done, but {failed_total} partition(s) failed: see `elk partitions --status "
+                   "failed`, then `elk retry-failed`", err=True)
     ctx.exit(code)
 
 
@@ -473,11 +535,11 @@ def compact(ctx: click.Context, namespaces: tuple[str, ...], limit: int, as_json
     """Forget the completed prefix of each job (counts stay; memory shrinks)."""
     from ..compaction import compact_all
     st = state_of(ctx)
-    result = []
+    result: list[dict[str, Any]] = []
     for t in st.targets(namespaces):
-        r = compact_all(t.store, limit)
-        result.append({"namespace": t.namespace, "compacted": r.compacted,
-                       "watermark": r.watermark})
+        done = compact_all(t.store, limit)
+        result.append({"namespace": t.namespace, "compacted": done.compacted,
+                       "watermark": done.watermark})
     if as_json:
         _emit_json({"namespaces": result})
         return

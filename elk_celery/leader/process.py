@@ -74,7 +74,7 @@ class LeaderProcess:
         # child its own broker connection pool (as for the pool and -B)
         from billiard import get_context
 
-        self._proc = get_context("fork").Process(
+        self._proc = get_context("fork").Process(  # type: ignore[attr-defined]
             target=_leader_main, args=(self.elk, self.node, os.getpid()),
             name="elk-leader", daemon=True)
         self._proc.start()

@@ -59,19 +59,21 @@ class PartitionSender:
 
     def _send_one(self, producer: Any, pid: int, lo: int, hi: int, kwargs: dict[str, Any],
                   declare: list[Any] | None) -> None:
-        args = (pid, lo, hi)
-        shadow = f"{self.namespace}[{lo}..{hi}]"
-        argsrepr = f"({pid}, {lo}, {hi})"
+        # The range travels as keyword arguments and the task keeps its own
+        # name: Flower lists one task type per job, shows the range in the
+        # kwargs column and finds it with `kwargs:min_id=1001`.
+        kw = {"partition_id": pid, "min_id": lo, "max_id": hi, **kwargs}
+        kwargsrepr = repr(kw)
         if self.slow:
-            self.task.apply_async(args, kwargs, producer=producer, shadow=shadow,
-                                  argsrepr=argsrepr, kwargsrepr="{}", **self.options)
+            self.task.apply_async((), kw, producer=producer, argsrepr="()",
+                                  kwargsrepr=kwargsrepr, **self.options)
             return
         amqp, name = self.app.amqp, self.task.name
-        options = amqp.router.route(dict(self.options), name, args, kwargs, self.task)
+        options = amqp.router.route(dict(self.options), name, (), kw, self.task)
         message = amqp.create_task_message(
-            uuid(), name, args, kwargs, None, None, None, None, None, 0, None, None, None,
+            uuid(), name, (), kw, None, None, None, None, None, 0, None, None, None,
             self.app.thread_oid, self.time_limit, self.soft_time_limit, self.sent_event,
-            None, None, shadow, None, ignore_result=self.ignore_result, argsrepr=argsrepr,
-            kwargsrepr="{}", **options)
+            None, None, None, None, ignore_result=self.ignore_result, argsrepr="()",
+            kwargsrepr=kwargsrepr, **options)
         with producer.connection._reraise_as_library_errors():
             amqp.send_task_message(producer, name, message, declare=declare, **options)

@@ -77,7 +77,7 @@ def tick_job(job: Job, node: str | None = None, *, lead: bool = True,
 def meter_of(job: Job) -> FlowMeter:
     """The job's flow meter (rates seen by this process's leader rounds)."""
     meter = job.leader_state
-    if meter is None:
+    if not isinstance(meter, FlowMeter):
         meter = job.leader_state = FlowMeter()
     return meter
 

@@ -27,6 +27,7 @@ from prometheus_client.metrics_core import (CounterMetricFamily, GaugeMetricFami
 from ..models import PartitionStats, Status
 from ..store.connection import text
 from ..store.namespace import NamespaceStore
+from ..worker.node import hostname_of
 
 log = logging.getLogger("elk_celery.metrics")
 
@@ -35,6 +36,9 @@ BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
 
 #: Stats hash fields that are not event counters (status counts and the total).
 _NOT_EVENTS = frozenset([s.value for s in Status] + ["total", "items"])
+#: Per-host completion counters in the stats hash (complete.lua), by prefix.
+NODE_COUNTERS = {"node_partitions:": "elk_cluster_node_partitions_completed_total",
+                 "node_items:": "elk_cluster_node_items_processed_total"}
 
 #: PromQL name -> type of every family this collector yields.
 CLUSTER_FAMILY_TYPES: dict[str, str] = {
@@ -50,6 +54,8 @@ CLUSTER_FAMILY_TYPES: dict[str, str] = {
     "elk_cluster_live_nodes": "gauge",
     "elk_cluster_registered_nodes": "gauge",
     "elk_cluster_node_inflight_partitions": "gauge",
+    "elk_cluster_node_partitions_completed_total": "counter",
+    "elk_cluster_node_items_processed_total": "counter",
     "elk_cluster_breaker_state": "gauge",
     "elk_cluster_breaker_trips_total": "counter",
     "elk_cluster_breaker_consecutive_failures": "gauge",
@@ -71,7 +77,12 @@ _HELP = {
     "elk_cluster_leader": "The node holding the namespace's leader lease.",
     "elk_cluster_live_nodes": "Nodes whose heartbeat has not expired.",
     "elk_cluster_registered_nodes": "Nodes in the registry, live or dead.",
-    "elk_cluster_node_inflight_partitions": "Partitions each node holds (claimed or running).",
+    "elk_cluster_node_inflight_partitions":
+        "Partitions each node (worker hostname) holds, claimed or running.",
+    "elk_cluster_node_partitions_completed_total":
+        "Partitions each node (worker hostname) completed, whole job, across restarts.",
+    "elk_cluster_node_items_processed_total":
+        "Items each node (worker hostname) processed, whole job, across restarts.",
     "elk_cluster_breaker_state": "Shared circuit breaker: 0 closed, 1 half-open, 2 open.",
     "elk_cluster_breaker_trips_total": "Times the shared circuit breaker opened.",
     "elk_cluster_breaker_consecutive_failures": "Partition failures in a row (breaker counter).",
@@ -84,8 +95,12 @@ _HELP = {
 }
 
 
-def _families() -> dict[str, Metric]:
-    out: dict[str, Metric] = {}
+#: name -> its *MetricFamily (Counter/Gauge/Info: add_metric differs, hence Any)
+Families = dict[str, Any]
+
+
+def _families() -> Families:
+    out: Families = {}
     for name, kind in CLUSTER_FAMILY_TYPES.items():
         base = name[:-5] if kind == "info" else name
         doc = _HELP[base]
@@ -100,7 +115,9 @@ def _families() -> dict[str, Metric]:
 
 def _labels(name: str) -> list[str]:
     extra = {"elk_cluster_partitions": ["status"], "elk_cluster_events_total": ["event"],
-             "elk_cluster_node_inflight_partitions": ["node"]}
+             "elk_cluster_node_inflight_partitions": ["node"],
+             "elk_cluster_node_partitions_completed_total": ["node"],
+             "elk_cluster_node_items_processed_total": ["node"]}
     return ["namespace", *extra.get(name, [])]
 
 
@@ -132,7 +149,7 @@ class ClusterCollector:
             self._collect_one(store, fam)
         yield from fam.values()
 
-    def _collect_one(self, store: NamespaceStore, fam: dict[str, Metric]) -> None:
+    def _collect_one(self, store: NamespaceStore, fam: Families) -> None:
         ns = store.namespace
         t0 = time.perf_counter()
         try:
@@ -170,14 +187,17 @@ def _read(store: NamespaceStore) -> dict[str, Any]:
             "pending": pending, "leases": leases}
 
 
-def _add_state(ns: str, st: dict[str, Any], fam: dict[str, Metric]) -> None:
+def _add_state(ns: str, st: dict[str, Any], fam: Families) -> None:
     now = st["now"]
     stats = PartitionStats.from_hash(st["stats"])
     for status in Status:
         fam["elk_cluster_partitions"].add_metric([ns, status.value], getattr(stats, f"{status.value}_count"))
     fam["elk_cluster_items_processed_total"].add_metric([ns], stats.items_processed)
     for event, value in sorted(stats.counters.items()):
-        if event not in _NOT_EVENTS:
+        prefix = next((p for p in NODE_COUNTERS if event.startswith(p)), None)
+        if prefix is not None:
+            fam[NODE_COUNTERS[prefix]].add_metric([ns, event[len(prefix):]], value)
+        elif event not in _NOT_EVENTS:
             fam["elk_cluster_events_total"].add_metric([ns, event], value)
 
     meta, leader = st["meta"], st["leader"]
@@ -188,13 +208,18 @@ def _add_state(ns: str, st: dict[str, Any], fam: dict[str, Metric]) -> None:
     fam["elk_cluster_leader_lease_remaining_seconds"].add_metric(
         [ns], pttl / 1000 if leader and pttl > 0 else 0)
     if leader:
-        fam["elk_cluster_leader_info"].add_metric([ns], {"node": holder})
+        fam["elk_cluster_leader_info"].add_metric([ns], {"node": hostname_of(holder),
+                                                         "node_id": holder})
 
     nodes = st["nodes"]
     fam["elk_cluster_live_nodes"].add_metric([ns], sum(1 for _, exp in nodes if exp > now))
     fam["elk_cluster_registered_nodes"].add_metric([ns], len(nodes))
-    for node, held in sorted((text(a), int(b)) for a, b in st["inflight"].items()):
-        fam["elk_cluster_node_inflight_partitions"].add_metric([ns, node], held)
+    per_host: dict[str, int] = {}
+    for node, held in ((text(a), int(b)) for a, b in st["inflight"].items()):
+        host = hostname_of(node)  # an old start of the same worker adds to it
+        per_host[host] = per_host.get(host, 0) + held
+    for host, held in sorted(per_host.items()):
+        fam["elk_cluster_node_inflight_partitions"].add_metric([ns, host], held)
 
     b = st["breaker"]
     fam["elk_cluster_breaker_state"].add_metric([ns], BREAKER_STATES.get(b.get("state", "closed"), 0))

@@ -5,6 +5,8 @@ Naming follows the Prometheus rules: one prefix ``elk_``, base units
 bounded: ``namespace``, ``node``, ``task`` (a Celery task name), ``role``,
 ``code``, ``outcome``, ``reason``, ``mode``, ``operation`` — never a partition
 id or an ID range, so the number of series does not grow with the job.
+``node`` is the worker's Celery hostname (``w1@host``), stable across
+restarts; the per-start node id is a label of ``elk_node_info`` only.
 
 Every family is created at import time, in the default registry. Under
 Celery's prefork pool the values live in ``PROMETHEUS_MULTIPROC_DIR`` (see
@@ -72,7 +74,7 @@ LEADER_EPOCH = _gauge(
 LEADER_ELECTIONS = _counter(
     "elk_leader_elections_total", "Leader ticks in which this node won the leader lease.", [NS, NODE])
 LEADER_TICKS = _counter(
-    "elk_leader_ticks_total", "Leader ticks by role (elected, renewed, follower).", [NS, "role"])
+    "elk_leader_ticks_total", "Leader ticks by role (elected, renewed, held, follower, deposed).", [NS, "role"])
 LEADER_TICK_DURATION = _histogram(
     "elk_leader_tick_duration_seconds", "Duration of one leader tick.", [NS], TICK_BUCKETS)
 LEADER_PLANNED = _counter(
@@ -147,7 +149,7 @@ PARTITION_STALE_WRITES = _counter(
     "elk_partition_stale_writes_total",
     "Completion or failure writes refused because the fence token was stale.", [NS, NODE])
 ITEMS_PROCESSED = _counter(
-    "elk_items_processed_total", "Items processed by completed partitions.", [NS, TASK])
+    "elk_items_processed_total", "Items processed by completed partitions.", [NS, NODE, TASK])
 PARTITION_DURATION = _histogram(
     "elk_partition_processing_duration_seconds", "Time spent processing one partition, by outcome.",
     [NS, TASK, "outcome"], LONG_BUCKETS)
@@ -174,8 +176,9 @@ REDIS_ERRORS = _counter(
     ["operation", "reason"])
 
 
-# -- build info (a collector: prometheus_client's Info is single-process only) --
+# -- build and node info (collectors: prometheus_client's Info is single-process only) --
 FAMILY_TYPES["elk_build_info"] = "info"
+FAMILY_TYPES["elk_node_info"] = "info"
 
 
 class BuildInfoCollector:
@@ -190,6 +193,26 @@ class BuildInfoCollector:
     def collect(self) -> Iterator[Metric]:
         family = InfoMetricFamily("elk_build", "elk_celery build information.")
         family.add_metric([], self._labels)
+        yield family
+
+
+class NodeInfoCollector:
+    """Yields ``elk_node_info{node, node_id, token}``: which start of the
+    worker (``node`` = its hostname, the label every other family uses) is
+    serving, so a restart shows as a new ``node_id`` under the same ``node``.
+    Nothing before the worker bootstep set the node id."""
+
+    def describe(self) -> list[Metric]:
+        return [InfoMetricFamily("elk_node", "This worker's node: hostname and per-start id.")]
+
+    def collect(self) -> Iterator[Metric]:
+        from ..worker.node import hostname_of, is_registered, node_id, token_of
+
+        family = InfoMetricFamily("elk_node", "This worker's node: hostname and per-start id.")
+        if is_registered():
+            nid = node_id()
+            family.add_metric([], {"node": hostname_of(nid), "node_id": nid,
+                                   "token": token_of(nid)})
         yield family
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from prometheus_client.metrics import MetricWrapperBase
 
 from ..hooks import Hooks
+from ..worker.node import hostname_of
 from . import families as f
 
 
@@ -53,6 +54,18 @@ _OUTCOME_COUNTERS = {
 
 _LEADER_ROLES = ("elected", "renewed", "held")
 
+_LABELS: dict[str, str] = {}
+
+
+def _node(node_id: str) -> str:
+    """The ``node`` label: the hostname, stable across restarts (cached)."""
+    label = _LABELS.get(node_id)
+    if label is None:
+        if len(_LABELS) > 1000:  # bounded: a process sees a handful of ids
+            _LABELS.clear()
+        label = _LABELS[node_id] = hostname_of(node_id)
+    return label
+
 
 class PrometheusHooks(Hooks):
     """Updates elk's Prometheus metric families on every hook call."""
@@ -60,6 +73,7 @@ class PrometheusHooks(Hooks):
     # -- leader ---------------------------------------------------------------
     def on_leader_tick(self, namespace: str, node: str, *, role: str, epoch: int,
                        duration: float) -> None:
+        node = _node(node)
         _m.LEADER_TICKS(namespace, role).inc()
         _m.LEADER_TICK_DURATION(namespace).observe(duration)
         _m.LEADER_IS_LEADER(namespace, node).set(1 if role in _LEADER_ROLES else 0)
@@ -89,12 +103,14 @@ class PrometheusHooks(Hooks):
             _m.LEADER_RECOVERED(namespace, "failed").inc(failed)
 
     def on_stale_leader(self, namespace: str, node: str, epoch: int) -> None:
+        node = _node(node)
         _m.LEADER_STALE_WRITES(namespace, node).inc()
         _m.LEADER_IS_LEADER(namespace, node).set(0)
 
     # -- nodes -------------------------------------------------------------------
     def on_heartbeat(self, namespace: str, node: str, *, ok: bool, duration: float,
                      held: int = 0, window: int = 0) -> None:
+        node = _node(node)
         _m.NODE_HEARTBEAT_DURATION(namespace, node).observe(duration)
         if not ok:
             _m.NODE_HEARTBEAT_ERRORS(namespace, node).inc()
@@ -106,6 +122,7 @@ class PrometheusHooks(Hooks):
             _m.NODE_TASK_WINDOW(namespace, node).set(window)
 
     def on_leases_renewed(self, namespace: str, node: str, *, renewed: int, lost: int) -> None:
+        node = _node(node)
         if renewed:
             _m.NODE_LEASE_RENEWALS(namespace, node).inc(renewed)
         if lost:
@@ -115,6 +132,7 @@ class PrometheusHooks(Hooks):
     # (the claim's duration is the Redis 'claim' call's, observed by on_redis_call)
     def on_claim(self, namespace: str, node: str, task: str, code: str, *,
                  duration: float, queued: float | None = None) -> None:
+        node = _node(node)
         _m.PARTITION_CLAIMS(namespace, node, task, code).inc()
         if code in _HOLDING:
             _m.PARTITIONS_IN_PROGRESS(namespace, node).inc()
@@ -125,6 +143,7 @@ class PrometheusHooks(Hooks):
 
     def on_partition_done(self, namespace: str, node: str, task: str, *, outcome: str,
                           items: int, duration: float, min_id: int, max_id: int) -> None:
+        node = _node(node)
         _m.PARTITIONS_IN_PROGRESS(namespace, node).dec()
         _m.PARTITION_DURATION(namespace, task, outcome).observe(duration)
         if outcome == "stale":
@@ -134,10 +153,11 @@ class PrometheusHooks(Hooks):
             if counter is not None:
                 counter(namespace, node, task).inc()
         if outcome == "completed" and items:
-            _m.ITEMS_PROCESSED(namespace, task).inc(items)
+            _m.ITEMS_PROCESSED(namespace, node, task).inc(items)
 
     # -- breaker, gaps, Redis ----------------------------------------------------
     def on_breaker_refused(self, namespace: str, node: str) -> None:
+        node = _node(node)
         _m.BREAKER_REFUSED(namespace, node).inc()
 
     def on_gaps(self, namespace: str, *, found: int, filled: int, mode: str) -> None:

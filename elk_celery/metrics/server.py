@@ -51,7 +51,7 @@ from ..worker.node import is_prefork
 from ..errors import ConfigError
 from ..settings import ElkSettings
 from .cluster import ClusterCollector, StoresArg
-from .families import BuildInfoCollector
+from .families import BuildInfoCollector, NodeInfoCollector
 
 log = logging.getLogger("elk_celery.metrics")
 
@@ -120,10 +120,14 @@ def reap_dead_processes(path: str) -> list[int]:
         pid = os.path.basename(name)[:-3].rpartition("_")[2]
         if pid.isdigit():
             pids.add(int(pid))
-    dead = [pid for pid in sorted(pids) if not _alive(pid)]
-    for pid in dead:
-        mark_process_dead(pid, path)
+    dead = [p for p in sorted(pids) if not _alive(p)]
+    for p in dead:
+        _mark_dead(p, path)
     return dead
+
+
+def _mark_dead(pid: int, path: str) -> None:
+    mark_process_dead(pid, path)  # type: ignore[no-untyped-call]
 
 
 def _alive(pid: int) -> bool:
@@ -141,14 +145,14 @@ class _LiveMultiProcessCollector(MultiProcessCollector):
 
     def collect(self) -> Any:
         reap_dead_processes(self._path)
-        return super().collect()
+        return super().collect()  # type: ignore[no-untyped-call]
 
 
 class _DefaultRegistry:
     """The default registry as one collector of the served registry."""
 
     def collect(self) -> Iterator[Metric]:
-        return REGISTRY.collect()
+        return iter(REGISTRY.collect())
 
 
 # -- the worker's life --------------------------------------------------------
@@ -188,14 +192,14 @@ def process_started(**_: Any) -> None:
     process with the same pid left behind."""
     path = multiprocess_dir()
     if path:
-        mark_process_dead(os.getpid(), path)
+        _mark_dead(os.getpid(), path)
 
 
 def process_exiting(pid: int | None = None, **_: Any) -> None:
     """An exiting child: mark it dead so its live gauges stop counting."""
     path = multiprocess_dir()
     if path:
-        mark_process_dead(pid or os.getpid(), path)
+        _mark_dead(pid or os.getpid(), path)
 
 
 def ensure_hooks(elk: Any) -> None:
@@ -229,7 +233,9 @@ class MetricsServer:
         self.httpd = httpd
         self.registry = registry
         self.multiprocess_path = multiprocess_path
-        self.address, self.port = httpd.server_address[:2]
+        host, port = httpd.server_address[:2]
+        self.address: str = host.decode() if isinstance(host, bytes) else str(host)
+        self.port: int = int(port)
         self._thread = threading.Thread(target=httpd.serve_forever, name="elk-metrics", daemon=True)
         self._thread.start()
 
@@ -253,11 +259,12 @@ def build_registry(stores: StoresArg) -> tuple[CollectorRegistry, str | None]:
         if not _wiped:
             log.warning("elk metrics: %s was not wiped at worker start (old counts may show): "
                         "call elk_celery.metrics.prepare_worker(elk) before the pool forks", path)
-        _LiveMultiProcessCollector(registry, path)
+        _LiveMultiProcessCollector(registry, path)  # type: ignore[no-untyped-call]
     else:
-        registry.register(_DefaultRegistry())  # type: ignore[arg-type]
-    registry.register(BuildInfoCollector())  # type: ignore[arg-type]
-    registry.register(ClusterCollector(stores))  # type: ignore[arg-type]
+        registry.register(_DefaultRegistry())
+    registry.register(BuildInfoCollector())
+    registry.register(NodeInfoCollector())
+    registry.register(ClusterCollector(stores))
     return registry, path
 
 

@@ -26,7 +26,7 @@ def redis_from_url(url: str | None = None, **kwargs: object) -> redis.Redis:
     kwargs.setdefault("socket_timeout", 10)
     kwargs.setdefault("socket_connect_timeout", 5)
     kwargs.setdefault("socket_keepalive", True)
-    return redis.Redis.from_url(url, **kwargs)  # type: ignore[arg-type]
+    return redis.Redis.from_url(url, **kwargs)
 
 
 def text(value: object) -> str:

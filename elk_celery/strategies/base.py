@@ -14,7 +14,7 @@ from typing import Any
 
 import redis
 
-from ..errors import (CorruptPartition, ElkError, InvalidPartition, PartitionConflict,
+from ..errors import (CorruptPartition, InvalidPartition, PartitionConflict,
                       StaleFenceError, VersionConflict)
 from ..keys import Keys
 from ..models import Claim, Partition, PartitionStats, Status, coerce_partition
@@ -397,7 +397,8 @@ class PartitionStrategy(ABC):
             raise self._stale(partition_id, node_id, fence, r)
         return code, int(r[2]) / 1000
 
-    def _stale(self, partition_id: int, node_id: str, fence: int, reply: Any = None) -> ElkError:
+    def _stale(self, partition_id: int, node_id: str, fence: int,
+               reply: Any = None) -> StaleFenceError:
         if reply is not None and text(reply[0]) == "missing":
             return StaleFenceError(f"partition {partition_id} does not exist (deleted or reset)",
                                    partition_id=partition_id, fence=fence)

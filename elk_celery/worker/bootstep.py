@@ -20,8 +20,8 @@ from celery import bootsteps, signals
 
 from ..leader.loop import LeaderLoop
 from ..leader.process import LeaderProcess
-from .node import (is_prefork, new_node_id, node_id, pool_size, set_node_id, set_pool_size,
-                   task_window)
+from .node import (is_prefork, new_node_id, node_id, pool_name, pool_size, set_node_id,
+                   set_pool_size, task_window)
 
 if TYPE_CHECKING:
     from ..app import Elk
@@ -103,13 +103,20 @@ class ElkWorkerStep(bootsteps.StartStopStep):
         self._left = False
         set_node_id(new_node_id(getattr(worker, "hostname", None)), registered=True)
         # the Pool step's __init__ ran first (we require it): -c or --autoscale's max
-        set_pool_size(getattr(worker, "max_concurrency", None) or getattr(worker, "concurrency", 0))
+        set_pool_size(int(getattr(worker, "max_concurrency", None) or getattr(worker, "concurrency", 0) or 0))
         from ..app import get_elk
+        from ..errors import ConfigError
         from ..metrics_bridge import prepare_metrics
         elk = get_elk(worker.app)
+        try:
+            leader_queue = elk.settings.leader_queue
+        except ConfigError as exc:
+            # one clear line, not a traceback through Celery's blueprint
+            log.critical("elk: invalid settings, worker not started: %s", exc)
+            raise SystemExit(1) from None
         # every worker consumes the leader ticks, whatever its -Q says: ticks
         # must not wait behind a partition backlog in a shared queue
-        worker.app.amqp.queues.select_add(elk.settings.leader_queue)
+        worker.app.amqp.queues.select_add(leader_queue)
         prepare_metrics(elk, worker)
 
     def start(self, worker: Any) -> None:
@@ -119,7 +126,7 @@ class ElkWorkerStep(bootsteps.StartStopStep):
         node = node_id()
         info = {"hostname": getattr(worker, "hostname", ""), "pid": os.getpid(),
                 "concurrency": getattr(worker, "concurrency", None),
-                "pool": type(getattr(worker, "pool", None)).__name__,
+                "pool": pool_name(worker),
                 "started": time.time()}
         # registered first, so the leader counts this node's slots from its
         # first round; the leader process forks before any elk thread exists
@@ -168,13 +175,20 @@ class ElkWorkerStep(bootsteps.StartStopStep):
         from ..app import get_elk
         elk = get_elk(worker.app)
         errors = 0
+        waiting = False
         while errors < 5 and not self._left:
             try:
                 if not any(_renewed_by(job.store, node_id()) for job in elk.jobs.values()):
                     break
             except Exception:  # noqa: BLE001 - Redis away: don't hang shutdown on it
                 errors += 1
+            if not waiting:
+                waiting = True
+                log.info("elk: draining: node %s waits for its running partitions to finish",
+                         node_id())
             time.sleep(0.2)
+        if waiting:
+            log.info("elk: drained: node %s has no partition running any more", node_id())
         drain_and_unregister(elk, self)
 
     def terminate(self, worker: Any) -> None:
@@ -218,10 +232,12 @@ def drain_and_unregister(elk: Elk, step: ElkWorkerStep) -> None:
         try:
             released = job.store.unregister(node)
             if released:
-                log.warning("elk: %s: gave back partitions %s on shutdown", job.namespace, released)
+                log.info("elk: %s: gave back partitions %s on shutdown", job.namespace, released)
             leader = job.store.leader()
             if leader and leader[0] == node:
                 job.store.leader_release(node)
+                log.info("elk: %s: released the leader lease", job.namespace)
+            log.info("elk: %s: node %s left", job.namespace, node)
         except Exception as exc:  # noqa: BLE001
             log.warning("elk: could not unregister from %s: %r", job.namespace, exc)
     if step.heartbeat is not None:

@@ -3,11 +3,14 @@
 A node is one worker *start*: ``<celery hostname>:<random token>``, so a
 restarted worker never inherits its predecessor's leases. The bootstep
 sets it in the main process before the pool forks; children inherit it.
+Metrics and per-node counts use the stable part, the Celery hostname
+(:func:`hostname_of`), so a restart continues the same series.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import socket
 
@@ -19,6 +22,23 @@ _pool_size = 0
 def new_node_id(hostname: str | None = None) -> str:
     host = hostname or f"celery@{socket.gethostname()}"
     return f"{host}:{secrets.token_hex(4)}"
+
+
+#: ``<hostname>:<8 hex digits>``; the Lua scripts strip the token the same way.
+_NODE_ID = re.compile(r"(.+):[0-9a-fA-F]{8}")
+
+
+def hostname_of(node_id: str) -> str:
+    """The stable part of a node id: the Celery hostname, without the
+    per-start token (an id without a token is returned as it is)."""
+    m = _NODE_ID.fullmatch(node_id)
+    return m.group(1) if m else node_id
+
+
+def token_of(node_id: str) -> str:
+    """The per-start token of a node id ('' when it has none)."""
+    m = _NODE_ID.fullmatch(node_id)
+    return node_id[len(m.group(1)) + 1:] if m else ""
 
 
 def set_node_id(node_id: str, *, registered: bool = True) -> None:
@@ -62,3 +82,19 @@ def task_window(settings: object) -> int:
     (0 = no cap: the pool size is unknown here)."""
     window = getattr(settings, "task_window", None)
     return window if window is not None else _pool_size
+
+
+#: Celery's pool modules (celery.concurrency.<module>) -> the ``-P`` name.
+_POOLS = {"prefork": "prefork", "thread": "threads", "solo": "solo", "eventlet": "eventlet",
+          "gevent": "gevent", "processes": "processes"}
+
+
+def pool_name(worker: object) -> str:
+    """The pool as ``celery worker -P`` names it (``prefork``, ``threads``,
+    ``solo``, ...); a custom pool by its dotted class path."""
+    pool = getattr(worker, "pool_cls", None) or type(getattr(worker, "pool", None))
+    module = getattr(pool, "__module__", "") or ""
+    package, _, last = module.rpartition(".")
+    if package == "celery.concurrency" and last in _POOLS:
+        return _POOLS[last]
+    return f"{module}.{getattr(pool, '__qualname__', pool)}"

@@ -13,7 +13,7 @@ import time
 import traceback
 from typing import TYPE_CHECKING, Any
 
-from celery import Task, signals
+from celery import signals
 
 from ..errors import LeaseLost, ProcessorError, StaleFenceError
 from ..hooks import timed
@@ -22,7 +22,11 @@ from .lease import Held, keeper
 from .node import is_registered, node_id, task_window
 
 if TYPE_CHECKING:
+    from celery import Task as _Task
+
     from ..app import Elk, Job, JobSpec
+
+    Task = _Task[Any, Any]  # annotations only (Celery's Task is generic in its stubs)
 
 log = logging.getLogger("elk_celery.worker")
 
@@ -221,4 +225,5 @@ def make_partition_task(elk: Elk, spec: JobSpec) -> Task:
     partition_task.__name__ = spec.fn.__name__
     partition_task.__doc__ = spec.fn.__doc__
     partition_task.__module__ = spec.fn.__module__
-    return elk.app.task(**opts)(partition_task)
+    task: Task = elk.app.task(**opts)(partition_task)
+    return task

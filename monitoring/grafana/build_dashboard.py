@@ -169,6 +169,16 @@ def build() -> dict[str, Any]:
         (rate("elk_node_leases_lost_total", by="node"), "lost {{node}}")], w=8, unit="ops")
     b.panel("timeseries", "In flight per node (Redis)", [(
         f'max by (node) (elk_cluster_node_inflight_partitions{{{NS}}})', "{{node}}")], w=8)
+    b.panel("timeseries", "Items per second by worker", [(
+        rate("elk_items_processed_total", by="node"), "{{node}}")], w=8, unit="ops",
+        description="node is the worker's hostname: a restarted worker continues its series.")
+    b.panel("timeseries", "Completed per worker (Redis)", [(
+        f'max by (node) (rate(elk_cluster_node_partitions_completed_total{{{NS}}}[{RATE}]))',
+        "{{node}}")], w=8, unit="ops",
+        description="Counted by the completion script per worker hostname, whole job.")
+    b.panel("table", "Worker starts", [(
+        'max by (node, node_id) (elk_node_info)', "")], w=8,
+        description="node_id is unique per worker start (leases never pass to a restart).")
 
     b.row("Failures, retries, circuit breaker")
     b.panel("timeseries", "Partition outcomes", [

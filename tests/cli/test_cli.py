@@ -91,6 +91,9 @@ def test_status_json(cli, namespace, state):
     assert s["breaker"]["state"] == "closed" and s["breaker"]["enabled"] is True
     assert s["breaker"]["consecutive_failures"] == 1
     assert s["throughput"]["partitions_per_s"] is None  # no sample asked for
+    assert s["per_node"] == [{"node": "node-a", "completed": 4, "items": 400,
+                              "partitions_per_s": None, "items_per_s": None}]
+    assert nodes["node-a"]["hostname"] == "node-a"
 
 
 def test_status_throughput_and_eta(cli, namespace, state):
@@ -110,6 +113,41 @@ def test_status_throughput_and_eta(cli, namespace, state):
     assert thr["partitions_per_s"] > 0 and thr["items_per_s"] > 0
     # 2 left (pending 9, running 4) at ~2/s
     assert 0 < thr["eta_s"] < 10
+    # per worker: node-a did both
+    (a,) = out["namespaces"][0]["per_node"]
+    assert a["node"] == "node-a" and a["completed"] == 6 and a["items"] == 500
+    assert a["partitions_per_s"] > 0 and a["items_per_s"] > 0
+    assert thr["nodes"]["node-a"] == {k: a[k] for k in ("partitions_per_s", "items_per_s")}
+
+
+def test_status_rates_each_worker_across_restarts(cli, redis_client, namespace):
+    """Two starts of w1@h (node ids differ by their token) count as one worker."""
+    st = HashPartitionStrategy(redis_client, namespace)
+    store = NamespaceStore(st)
+    st.create_partitions_if_not_exist(
+        [{"partition_id": i, "min_id": i * 10 + 1, "max_id": i * 10 + 10} for i in range(6)])
+    for node in ("w1@h:0123abcd", "w1@h:89abcdef", "w2@h:00000001"):
+        store.heartbeat(node)
+    complete(st, 0, "w1@h:0123abcd", 10)
+
+    def work():
+        time.sleep(0.2)
+        complete(st, 1, "w1@h:89abcdef", 10)
+        complete(st, 2, "w1@h:89abcdef", 10)
+        complete(st, 3, "w2@h:00000001", 10)
+
+    t = threading.Thread(target=work)
+    t.start()
+    out = as_json(cli("status", "-n", namespace, "--json", "--sample", 1.0))
+    t.join()
+    per = {p["node"]: p for p in out["namespaces"][0]["per_node"]}
+    assert set(per) == {"w1@h", "w2@h"}
+    assert per["w1@h"]["completed"] == 3 and per["w2@h"]["completed"] == 1
+    assert per["w1@h"]["partitions_per_s"] > per["w2@h"]["partitions_per_s"] > 0
+    r = cli("status", "-n", namespace, "--sample", 0)
+    assert r.exit_code == 0, r.output
+    rows = [x for x in r.output.splitlines() if "w1@h:" in x]
+    assert len(rows) == 2 and sum(" 3 " in x for x in rows) == 1, r.output
 
 
 def test_status_text(cli, namespace, state):
@@ -123,6 +161,10 @@ def test_status_text(cli, namespace, state):
 def test_status_of_an_unknown_namespace(cli, namespace):
     out = as_json(cli("status", "-n", namespace, "--json", "--sample", 0))
     assert out["namespaces"][0]["exists"] is False
+    # nothing planned: no ETA (not "0 s left"), sampled or not
+    assert out["namespaces"][0]["throughput"]["eta_s"] is None
+    out = as_json(cli("status", "-n", namespace, "--json", "--sample", 0.1))
+    assert out["namespaces"][0]["throughput"]["eta_s"] is None
     assert "no state in Redis" in cli("status", "-n", namespace, "--sample", 0).output
 
 
@@ -235,6 +277,48 @@ def test_watch_exit_codes(cli, namespace, state):
         complete(st, pid)
     r = cli("watch", "-n", namespace, "--interval", 0.1, "--timeout", 10)
     assert r.exit_code == 1 and "1 partition(s) failed" in r.output
+
+
+def test_watch_prints_plain_lines_without_a_terminal(cli, namespace, state):
+    # click's runner is not a terminal: periodic plain lines, failures in each
+    r = cli("watch", "-n", namespace, "--interval", 0.05, "--every", 0.1, "--timeout", 0.6)
+    assert r.exit_code == 3, r.output
+    lines = [x for x in r.output.splitlines() if f" {namespace}: 4/9 completed (44.4%)" in x]
+    assert len(lines) >= 2, r.output
+    assert all("1 failed, 1 running, 3 pending" in x for x in lines), lines
+
+
+def test_watch_bar_shows_failed_partitions_on_a_terminal(redis_url, namespace, state):
+    import pty
+    import re
+    import select
+    main, child = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "elk_celery.cli", "--redis-url", redis_url, "watch", "-n",
+         namespace, "--interval", "0.1", "--timeout", "1.5"],
+        stdin=child, stdout=child, stderr=child, cwd=ROOT, env={**os.environ, "COLUMNS": "160"})
+    os.close(child)
+    out = b""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([main], [], [], 0.5)
+        if ready:
+            try:
+                chunk = os.read(main, 65536)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            out += chunk
+        elif proc.poll() is not None:
+            break
+    os.close(main)
+    assert proc.wait(10) == 3
+    screen = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out.decode(errors="replace"))
+    # while it runs, the live bar counts completed ones only and shows the failed one
+    bar = [x for x in screen.splitlines() if x.startswith(namespace) and "4/9" in x]
+    assert bar and all("1 failed" in x for x in bar), screen
+    assert "\x1b[31m" in out.decode(errors="replace")  # red: failures
 
 
 def test_watch_waits_for_a_plan(cli, namespace):
@@ -403,6 +487,16 @@ def test_subprocess_gaps_fill_with_the_jobs_planner(redis_url, redis_client, nam
     proc = _run([sys.executable, "-m", "elk_celery.cli", "-A", "tests.cli.elk_cli_app",
                  "gaps"], env)
     assert proc.returncode == 0 and "no gaps" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_subprocess_gaps_fill_names_what_the_app_lacks(redis_url, namespace, state):
+    env = _env(redis_url, namespace)
+    proc = _run([sys.executable, "-m", "elk_celery.cli", "-A", "tests.cli.elk_cli_app",
+                 "gaps", "--fill", "-n", "not-this-apps"], env)
+    assert proc.returncode == 1
+    assert ("not-this-apps: --fill needs the job's planner: the Celery app 'elk_cli_test' has "
+            f"no partitioned job with that namespace (its jobs: {namespace})") in proc.stderr
+    assert "autodiscover_tasks()" in proc.stderr
 
 
 def test_subprocess_unreachable_redis(namespace):

@@ -63,9 +63,13 @@ def test_build_uses_a_dockerfile_in_the_repo(compose):
     for path in copied:
         assert (ROOT / path).exists(), f"the Dockerfile copies {path}, which is not in the repo"
     # `pip install .` needs every file pyproject.toml names (readme, license)
-    for named in re.findall(r'^(?:readme|license-files?)\s*=\s*"([^"]+)"',
-                            (ROOT / "pyproject.toml").read_text(), re.M):
-        assert named in copied, f"pyproject.toml needs {named}; the Dockerfile does not copy it"
+    text = (ROOT / "pyproject.toml").read_text()
+    named = re.findall(r'^(?:readme|license-files?)\s*=\s*"([^"]+)"', text, re.M)
+    for files in re.findall(r'^license-files\s*=\s*\[([^\]]*)\]', text, re.M):
+        named += re.findall(r'"([^"]+)"', files)
+    assert "LICENSE" in named and "docs/pypi.md" in named
+    for path in named:
+        assert path in copied, f"pyproject.toml needs {path}; the Dockerfile does not copy it"
 
 
 def _module_of(command: list[str]) -> str:

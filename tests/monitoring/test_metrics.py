@@ -144,7 +144,7 @@ def test_hooks_update_the_families(namespace):
     for counter in ("completed", "retried", "failed", "lost"):
         assert value(f"elk_partitions_{counter}_total", **nt) == 1, counter
     assert value("elk_partition_stale_writes_total", **node) == 1
-    assert value("elk_items_processed_total", **task) == 100  # completed partitions only
+    assert value("elk_items_processed_total", **nt) == 100  # completed partitions only
     assert value("elk_partition_processing_duration_seconds_count", **task, outcome="completed") == 1
     assert value("elk_breaker_refused_claims_total", **node) == 1
     assert value("elk_gap_scans_total", **ns, mode="full") == 1
@@ -190,7 +190,7 @@ def test_cluster_collector_reads_the_whole_job_from_redis(store, server_for):
     assert g("elk_cluster_events_total", ("event", "elections")) == 1
     assert g("elk_cluster_leader_present") == 1
     assert g("elk_cluster_leader_epoch") == 1
-    assert g("elk_cluster_leader_info", ("node", "n1")) == 1
+    assert g("elk_cluster_leader_info", ("node", "n1"), ("node_id", "n1")) == 1
     assert 0 < g("elk_cluster_leader_lease_remaining_seconds") <= 30
     assert g("elk_cluster_live_nodes") == 1
     assert g("elk_cluster_registered_nodes") == 2
@@ -204,6 +204,47 @@ def test_cluster_collector_reads_the_whole_job_from_redis(store, server_for):
     assert g("elk_cluster_planning_cursor") == 601
     assert g("elk_cluster_oldest_pending_age_seconds") >= 0
     assert g("elk_cluster_lease_overdue_seconds") == 0
+
+
+def test_node_label_is_the_hostname_across_restarts(store, server_for, namespace):
+    """Node ids are unique per worker start; the ``node`` label is the hostname,
+    so a restart continues the same series; elk_node_info names the start."""
+    from elk_celery.worker import node as node_mod
+    old, new = "w1@h:0123abcd", "w1@h:89abcdef"  # two starts of worker w1@h
+    s = store.strategy
+    s.create_partitions_if_not_exist(
+        [{"partition_id": i, "min_id": i * 10 + 1, "max_id": i * 10 + 10} for i in range(4)])
+    store.heartbeat(old)
+    store.heartbeat(new)
+    store.leader_acquire(new)
+    for pid, node in ((0, old), (1, new), (2, new)):
+        c = s.claim(pid, node)
+        s.complete_partition(pid, node, c.fence, 10)
+    assert s.claim(3, old).ok  # still held by the old start
+    h = PrometheusHooks()
+    for node in (old, new):
+        h.on_partition_done(namespace, node, TASK, outcome="completed", items=10, duration=1.0,
+                            min_id=1, max_id=10)
+    saved = (node_mod._node_id, node_mod._registered)
+    node_mod.set_node_id(new)
+    try:
+        text = scrape(server_for([store]))
+    finally:
+        node_mod._node_id, node_mod._registered = saved
+    m = parse(text)
+    L = (("namespace", namespace),)
+    assert value("elk_partitions_completed_total", namespace=namespace, node="w1@h", task=TASK) == 2
+    assert value("elk_items_processed_total", namespace=namespace, node="w1@h", task=TASK) == 20
+    assert value("elk_partitions_completed_total", namespace=namespace, node=old, task=TASK) == 0
+    assert m[("elk_cluster_node_partitions_completed_total", L + (("node", "w1@h"),))] == 3
+    assert m[("elk_cluster_node_items_processed_total", L + (("node", "w1@h"),))] == 30
+    assert m[("elk_cluster_node_inflight_partitions", L + (("node", "w1@h"),))] == 1
+    assert m[("elk_cluster_leader_info", L + (("node", "w1@h"), ("node_id", new)))] == 1
+    info = [k for k in m if k[0] == "elk_node_info"]
+    assert info == [("elk_node_info", (("node", "w1@h"), ("node_id", new), ("token", "89abcdef")))]
+    # the per-host counters are not events
+    assert not any(k[0] == "elk_cluster_events_total" and "node_" in dict(k[1])["event"] for k in m)
+    assert "node_partitions:w1@h" in s.get_partition_stats().counters
 
 
 def test_cluster_collector_uses_one_pipeline_per_namespace(private_redis):

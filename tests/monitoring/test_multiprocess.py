@@ -43,7 +43,7 @@ def test_child_process_counts_add_up(tmp_path, method):
     node = ("namespace", ns), ("node", "node-1")
     task = ("namespace", ns), ("task", "tests.mp_task")
     assert s[("elk_partitions_completed_total", (*node, task[1]))] == n
-    assert s[("elk_items_processed_total", task)] == 10 * n
+    assert s[("elk_items_processed_total", (*node, task[1]))] == 10 * n
     assert s[("elk_partition_queue_wait_seconds_count", task)] == n
     assert s[("elk_redis_call_duration_seconds_count", (("operation", "complete"),))] == n
     # livesum gauge: each child went +1 then -1, and exited children are dropped

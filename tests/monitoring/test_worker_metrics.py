@@ -1,10 +1,10 @@
-"""End to end: real `celery worker` subprocesses serve /metrics; Flower shows
-partition tasks by their readable names."""
+"""End to end: real `celery worker` subprocesses serve /metrics; Flower lists a
+job's partitions under its task name, with the range in their kwargs."""
 
 from __future__ import annotations
 
+import ast
 import json
-import re
 import socket
 import sys
 import urllib.request
@@ -99,9 +99,11 @@ def _has_promtool() -> bool:
     return shutil.which("promtool") is not None
 
 
-def test_flower_shows_partition_tasks_by_range(cluster, redis_client, namespace, tmp_path):
+def test_flower_lists_one_task_type_per_job_with_the_range_in_kwargs(cluster, redis_client,
+                                                                     namespace, tmp_path):
     pytest.importorskip("flower", reason="Flower is not installed (pip install flower)")
     n, size = 5, 100
+    task = "tests.apps.jobapp.job"
     c = cluster(max_id=n * size, size=size, window=2)
     port = free_port()
     # Flower without PROMETHEUS_MULTIPROC_DIR (design §7), with the `=` option form
@@ -119,17 +121,27 @@ def test_flower_shows_partition_tasks_by_range(cluster, redis_client, namespace,
     c.beat()
     wait_for(lambda: done(redis_client, namespace, n), 90, lambda: f"{n} partitions\n" + c.logs())
 
-    expected = {f"{namespace}[{i * size + 1}..{(i + 1) * size}]" for i in range(n)}
+    def api(path: str) -> dict | None:
+        body = get(f"{base}{path}")
+        return json.loads(body) if body else None
 
-    def names() -> set[str] | None:
-        body = get(f"{base}/api/tasks?limit=1000")
-        if not body:
-            return None
-        got = {t.get("name") for t in json.loads(body).values()}
-        return got if expected <= got else None
-    got = wait_for(names, 60, lambda: f"task names {sorted(expected)} in Flower\n"
-                   f"{get(f'{base}/api/tasks?limit=1000')}\n{c.logs()}")
-    assert all(re.fullmatch(rf"{re.escape(namespace)}\[\d+\.\.\d+\]", x) for x in got & expected)
+    def succeeded() -> dict | None:
+        tasks = api(f"/api/tasks?taskname={task}&state=SUCCESS&limit=1000")
+        return tasks if tasks is not None and len(tasks) >= n else None
+    tasks = wait_for(succeeded, 60, lambda: f"{n} tasks named {task} in Flower\n"
+                     f"{get(f'{base}/api/tasks?limit=1000')}\n{c.logs()}")
+    # one task type for the job (and the leader tick), not one per partition
+    types = set(api("/api/task/types")["task-types"])
+    assert task in types and not any("[" in t for t in types), types
+    assert {t["name"] for t in tasks.values()} == {task}
+    kwargs = [ast.literal_eval(t["kwargs"]) for t in tasks.values()]
+    ranges = {(kw["min_id"], kw["max_id"]) for kw in kwargs}
+    assert {(i * size + 1, (i + 1) * size) for i in range(n)} <= ranges
+    # the range is searchable (Flower's search box: kwargs:min_id=101)
+    found = api(f"/api/tasks?taskname={task}&search=kwargs:min_id={size + 1}")
+    assert {ast.literal_eval(t["kwargs"])["max_id"] for t in found.values()} == {2 * size}
+    found = api(f"/api/tasks?search=kwargs:max_id={3 * size}")
+    assert {ast.literal_eval(t["kwargs"])["min_id"] for t in found.values()} == {2 * size + 1}
 
     def exposed() -> set[str]:
         text = get(f"{base}/metrics") or ""
@@ -138,15 +150,14 @@ def test_flower_shows_partition_tasks_by_range(cluster, redis_client, namespace,
     wait_for(lambda: FLOWER <= exposed(), 30,
              lambda: f"the Flower metrics the dashboard uses: {sorted(FLOWER - exposed())} missing")
 
-    # Flower labels its task metrics with the shadow name: one series per
-    # partition. prometheus.yml drops exactly those series at scrape time.
+    # Flower labels its task metrics with the task name: one series per job,
+    # however many partitions it has, so prometheus.yml keeps them all
     text = get(f"{base}/metrics") or ""
-    tasks = {s.labels["task"] for f in text_string_to_metric_families(text)
-             if f.name == "flower_events" for s in f.samples if "task" in s.labels}
-    assert expected <= tasks
+    labels = {s.labels["task"] for f in text_string_to_metric_families(text)
+              if f.name == "flower_events" for s in f.samples if "task" in s.labels}
+    assert task in labels and labels <= {task, "elk_celery.leader_tick"}, labels
     config = (MONITORING / "prometheus" / "prometheus.yml").read_text()
-    drop = re.search(r"regex: '(.+)'\n\s+action: drop", config).group(1)
-    assert {t for t in tasks if re.fullmatch(drop, t)} == tasks - {"elk_celery.leader_tick"}
+    assert "action: drop" not in config
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -9,6 +9,8 @@
 --          claim, items processed (integer >= 0)
 -- Reply: 4 items per partition, in order: 'ok', version, '', ''
 --        or 'stale'|'missing', current fence, status, node
+-- Stats: besides `items`, `node_partitions:<host>` and `node_items:<host>`
+-- count completions per worker host.
 
 local node = ARGV[1]
 local now = now_ms()
@@ -53,6 +55,11 @@ for a = 3, #ARGV, 3 do
 end
 if done > 0 then
   count('items', items_total)
+  -- per host: the node id less its per-start token (worker/node.py
+  -- hostname_of), so `elk status` rates each worker across restarts
+  local host = string.match(node, '^(.+):%x%x%x%x%x%x%x%x$') or node
+  count('node_partitions:' .. host, done)
+  count('node_items:' .. host, items_total)
   if ARGV[2] == '1' then breaker_success(probe) end
 end
 flush_stats()
