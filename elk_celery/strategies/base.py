@@ -17,7 +17,9 @@ import redis
 from ..errors import (CorruptPartition, ElkError, InvalidPartition, PartitionConflict,
                       StaleFenceError, VersionConflict)
 from ..keys import Keys
-from ..models import Claim, Partition, PartitionStats, Status, coerce_partition
+from ..models import (MAX_EXACT_VERSION, MAX_ITEMS, MAX_PARTITION_ID, Claim, Partition,
+                      PartitionStats, Status, check_fence, check_int, check_node,
+                      coerce_partition)
 from ..settings import ElkSettings
 from ..store.connection import redis_from_url, text
 from ..store.line import Line, Owed, bulk
@@ -34,10 +36,20 @@ class StrategyType(str, Enum):
 
 def _translate(exc: redis.ResponseError) -> Exception:
     msg = str(exc)
-    for tag, cls in (("ELK_CONFLICT", PartitionConflict), ("ELK_CORRUPT", CorruptPartition)):
+    for tag, cls in (("ELK_CONFLICT", PartitionConflict), ("ELK_CORRUPT", CorruptPartition),
+                     ("ELK_INVALID", InvalidPartition)):
         if tag in msg:
             return cls(msg[msg.index(tag) + len(tag):].split(" script:")[0].strip())
     return exc
+
+
+def _pid(partition_id: Any) -> int:
+    return check_int(partition_id, "partition_id", 0, MAX_PARTITION_ID)
+
+
+def _items(items: Any) -> int:
+    return check_int(items, "items_processed", 0, MAX_ITEMS,
+                     " (return the number of items the partition processed)")
 
 
 class PartitionStrategy(ABC):
@@ -150,7 +162,7 @@ class PartitionStrategy(ABC):
     def _create(self, batch: Sequence[Partition], epoch: int | str = "",
                 expected_cursor: str = "", new_cursor: str = "") -> list[Any]:
         payload = json.dumps([
-            {"id": p.partition_id, "min": str(p.min_id), "max": str(p.max_id),
+            {"id": str(p.partition_id), "min": str(p.min_id), "max": str(p.max_id),
              "opts": json.dumps(p.options, separators=(",", ":")) if p.options else ""}
             for p in batch], separators=(",", ":"))
         reply = self._run("create", [p.partition_id for p in batch],
@@ -162,14 +174,19 @@ class PartitionStrategy(ABC):
         """Compare-and-set: write status, node, error, options and items of
         ``partition`` if the stored version is still ``expected_version``
         (default: ``partition.version``, the version it was read at)."""
+        _pid(partition.partition_id)
+        if not isinstance(partition.node_id, str):
+            raise InvalidPartition(f"node_id must be a string, got {partition.node_id!r}")
         fields: dict[str, Any] = {
             "status": Status.parse(partition.status).value,
             "node": partition.node_id,
             "error": partition.error if partition.error is not None else None,
             "opts": json.dumps(partition.options, separators=(",", ":")) if partition.options else "",
-            "items": int(partition.items_processed),
+            "items": str(_items(partition.items_processed)),
         }
         version = partition.version if expected_version is None else expected_version
+        check_int(version, "expected_version", 0, MAX_EXACT_VERSION,
+                  " (the version the partition was read at)")
         reply = self._run("update", [partition.partition_id], [
             partition.partition_id, version, json.dumps(fields),
             self.settings.ms("partition_lock_expiry")])
@@ -192,14 +209,14 @@ class PartitionStrategy(ABC):
         return self.delete_partitions([partition_id]) == 1
 
     def delete_partitions(self, partition_ids: Iterable[int]) -> int:
-        ids = [int(i) for i in partition_ids]
+        ids = [_pid(i) for i in partition_ids]
         return int(self._run("delete", ids, ids)) if ids else 0
 
     def retry_failed(self, partition_ids: Iterable[int] | None = None) -> list[int]:
         """Re-queue failed partitions (all of them by default) with fresh attempts."""
         if partition_ids is None:
             partition_ids = [int(text(m)) for m in self.redis.zrange(self.keys.failed, 0, -1)]
-        ids = [int(i) for i in partition_ids]
+        ids = [_pid(i) for i in partition_ids]
         return [int(text(i)) for i in self._run("retry_failed", ids, ids)] if ids else []
 
     # -- ownership ------------------------------------------------------------
@@ -210,6 +227,7 @@ class PartitionStrategy(ABC):
               window: int = 0, allow_preemption: bool | None = None, force: bool = False,
               defer: bool = True, require_live_node: bool = False) -> Claim:
         """The hot path: one script call, a compact :class:`Claim`."""
+        _pid(partition_id)
         args = self._claim_args(node_id, target, window, allow_preemption, force, defer,
                                 require_live_node)
         r = self._run("claim", [partition_id], [*args, partition_id])
@@ -222,7 +240,7 @@ class PartitionStrategy(ABC):
         :attr:`BATCH` ids), decided in order exactly as separate claims would
         be (so a task ``window`` admits the first ones). A corrupt partition
         fails its whole call with nothing claimed."""
-        ids = [int(i) for i in partition_ids]
+        ids = [_pid(i) for i in partition_ids]
         args = self._claim_args(node_id, target, window, allow_preemption, force, defer,
                                 require_live_node)
         out: list[Claim] = []
@@ -236,6 +254,8 @@ class PartitionStrategy(ABC):
                     allow_preemption: bool | None, force: bool, defer: bool,
                     require_live_node: bool) -> list[Any]:
         s = self.settings
+        check_node(node_id)
+        check_int(window, "window", 0, MAX_ITEMS, " (0 = no cap)")
         preempt = s.allow_preemption if allow_preemption is None else allow_preemption
         return [node_id, target, s.ms("partition_lock_expiry"),
                 "1" if preempt else "0", "1" if force else "0", window,
@@ -264,9 +284,10 @@ class PartitionStrategy(ABC):
         held = list(held)
         if not held:
             return []
-        args: list[Any] = [node_id, self.settings.ms("partition_lock_expiry"), "1" if start else "0"]
+        args: list[Any] = [check_node(node_id), self.settings.ms("partition_lock_expiry"),
+                           "1" if start else "0"]
         for pid, fence in held:
-            args += [pid, fence]
+            args += [_pid(pid), check_fence(fence)]
         return [int(text(i)) for i in self._run("renew", [p for p, _ in held], args)]
 
     def start_partition(self, partition_id: int, node_id: str, fence: int) -> None:
@@ -281,9 +302,9 @@ class PartitionStrategy(ABC):
     def release_partitions(self, node_id: str, held: Iterable[tuple[int, int | None]], *,
                            unregister: bool = False) -> list[int]:
         held = list(held)
-        args: list[Any] = [node_id, "1" if unregister else "0"]
+        args: list[Any] = [check_node(node_id), "1" if unregister else "0"]
         for pid, fence in held:
-            args += [pid, "" if fence is None else fence]
+            args += [_pid(pid), "" if fence is None else check_fence(fence)]
         return [int(text(i)) for i in self._run("release", [p for p, _ in held], args)]
 
     def complete_partition(self, partition_id: int, node_id: str, fence: int,
@@ -301,9 +322,9 @@ class PartitionStrategy(ABC):
         each partition's new version, or the :class:`StaleFenceError` its
         write got (returned, not raised: the other completions stand)."""
         done = list(done)
-        for _, _, items in done:
-            if isinstance(items, bool) or not isinstance(items, int) or items < 0:
-                raise InvalidPartition(f"items_processed must be an integer >= 0, got {items!r}")
+        check_node(node_id)
+        for pid, fence, items in done:
+            _pid(pid), check_fence(fence), _items(items)
         breaker = "1" if self.settings.circuit_breaker_enabled else "0"
         out: list[int | StaleFenceError] = []
         for start in range(0, len(done), self.BATCH):
@@ -347,6 +368,7 @@ class PartitionStrategy(ABC):
         """:meth:`claim` of one partition to run, on this process's :attr:`line`
         (the worker's hot path). Falls back to the ordinary client when the
         line can't answer (a lost connection, or a script Redis forgot)."""
+        _pid(partition_id)
         cmd = self._hot_command(
             "claim", ("claim", node_id, window, require_live_node),
             lambda: self._claim_args(node_id, "running", window, None, False, True,
@@ -370,6 +392,7 @@ class PartitionStrategy(ABC):
         """Send one completion on this process's :attr:`line` without waiting
         for its reply, which goes to ``owed``; :meth:`complete_reply` reads it
         (worker/completion.py)."""
+        _pid(partition_id), check_fence(fence), _items(items_processed)
         cmd = self._hot_command(
             "complete", ("complete", node_id),
             lambda: [node_id, "1" if self.settings.circuit_breaker_enabled else "0"],
@@ -387,6 +410,7 @@ class PartitionStrategy(ABC):
                        retryable: bool = True) -> tuple[str, float]:
         """Record a failure: ('retry', delay seconds) or ('failed', 0)."""
         s = self.settings
+        _pid(partition_id), check_node(node_id), check_fence(fence)
         r = self._run("fail", [partition_id], [
             partition_id, node_id, fence, str(error), s.max_retries, s.ms("retry_backoff"),
             s.ms("retry_backoff_max"), "1" if retryable else "0",

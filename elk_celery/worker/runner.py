@@ -17,6 +17,7 @@ from celery import Task, signals
 
 from ..errors import LeaseLost, ProcessorError, StaleFenceError
 from ..hooks import timed
+from ..models import MAX_ITEMS
 from . import completion
 from .lease import Held, keeper
 from .node import is_registered, node_id
@@ -74,11 +75,16 @@ class PartitionContext:
 
 def _validate_items(result: Any, lo: int, hi: int) -> int:
     if result is None:
-        return hi - lo + 1
-    if isinstance(result, bool) or not isinstance(result, int) or result < 0:
+        result = hi - lo + 1
+        if result > MAX_ITEMS:
+            raise ProcessorError(
+                f"processor returned None for a range of {result} IDs, more than the "
+                f"{MAX_ITEMS} items a partition may report: return the number of items processed")
+        return result
+    if isinstance(result, bool) or not isinstance(result, int) or not 0 <= result <= MAX_ITEMS:
         raise ProcessorError(
             f"processor returned {result!r}: expected the number of items processed "
-            "(an int >= 0, or None to count the whole range)")
+            f"(an int from 0 to {MAX_ITEMS}, or None to count the whole range)")
     return result
 
 

@@ -96,7 +96,7 @@ def _apply(op: tuple, s, short) -> None:
     elif kind in ("complete", "fail"):
         pid, node, right_fence = op[1], op[2], op[3]
         cur = s.get_partition(pid)
-        fence = (cur.fence if cur else 1) + (0 if right_fence else -1)
+        fence = (cur.fence if cur else 1) + (0 if right_fence else 1)
         owns = (cur is not None and str(cur.status) in ("claimed", "running")
                 and cur.node_id == node and right_fence)
         try:

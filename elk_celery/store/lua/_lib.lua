@@ -37,6 +37,121 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- ------------------------------------------------------------- numbers
+-- Lua numbers are doubles, exact only below 2^53, and Redis's cjson writes
+-- them with 14 significant digits. So partition ids, range IDs and item
+-- counts travel and are stored as decimal strings, compared exactly as
+-- strings; and every numeric argument is checked before a script writes
+-- anything, because a command that fails half-way through a script does
+-- not undo the writes before it. The limits match elk_celery/models.py.
+
+local MAX_EXACT = 9007199254740991       -- 2^53 - 1: items of one partition
+local MAX_FENCE = 99999999999999         -- 10^14 - 1: fences and epochs
+local MAX_PID = '9223372036854775806'    -- 2^63 - 2: partition ids
+local MIN_ID, MAX_ID = '-9223372036854775808', '9223372036854775807'  -- range IDs
+
+local function fmt(n) return string.format('%d', n) end
+
+local function invalid(what, v, why)
+  error({err = 'ELK_INVALID ' .. what .. ' ' .. string.sub(tostring(v), 1, 40) .. ': ' .. why})
+end
+
+-- a canonical decimal integer: optional '-', no leading zeros, not '-0'
+local function is_dec(s)
+  return type(s) == 'string' and (s == '0' or string.match(s, '^%-?[1-9]%d*$') ~= nil)
+end
+
+-- exact comparison of two canonical decimal strings: -1, 0 or 1
+local function dec_cmp(a, b)
+  local na, nb = string.byte(a, 1) == 45, string.byte(b, 1) == 45  -- '-'
+  if na ~= nb then return na and -1 or 1 end
+  local sign = na and -1 or 1
+  if #a ~= #b then return #a < #b and -sign or sign end
+  if a == b then return 0 end
+  return a < b and -sign or sign
+end
+
+-- a + 1 for a canonical non-negative decimal string
+local function dec_inc(a)
+  if #a < 16 then return fmt(tonumber(a) + 1) end
+  local i = #a
+  while i >= 1 and string.byte(a, i) == 57 do i = i - 1 end  -- trailing '9's
+  if i < 1 then return '1' .. string.rep('0', #a) end
+  return string.sub(a, 1, i - 1) .. string.char(string.byte(a, i) + 1) .. string.rep('0', #a - i)
+end
+
+-- an integer argument within [lo, hi] (Lua numbers): returns it as a number
+local function num_arg(v, what, lo, hi)
+  if not is_dec(v) or #v > 17 then invalid(what, v, 'expected a decimal integer') end
+  local n = tonumber(v)
+  if n < lo or n > hi then invalid(what, v, 'must be between ' .. fmt(lo) .. ' and ' .. fmt(hi)) end
+  return n
+end
+
+-- the same, or '' (meaning "none")
+local function opt_num_arg(v, what, lo, hi)
+  if v == '' then return nil end
+  return num_arg(v, what, lo, hi)
+end
+
+-- a partition id: kept as the string it came as
+local function pid_arg(v)
+  if not is_dec(v) or string.byte(v, 1) == 45 or dec_cmp(v, MAX_PID) > 0 then
+    invalid('partition id', v, 'must be an integer from 0 to ' .. MAX_PID .. ' as a decimal string')
+  end
+  return v
+end
+
+-- an ID of a range (min/max): kept as the string it came as
+local function id_arg(v, what)
+  if not is_dec(v) or dec_cmp(v, MIN_ID) < 0 or dec_cmp(v, MAX_ID) > 0 then
+    invalid(what, v, 'must be between ' .. MIN_ID .. ' and ' .. MAX_ID .. ' as a decimal string')
+  end
+  return v
+end
+
+-- a node id: any non-empty string (it keys the in-flight counts)
+local function node_arg(v)
+  if type(v) ~= 'string' or v == '' then invalid('node id', v, 'must be a non-empty string') end
+  return v
+end
+
+local function fence_arg(v) return num_arg(v, 'fence', 0, MAX_FENCE) end
+local function ms_arg(v, what) return num_arg(v, what, 1, MAX_EXACT) end
+local function epoch_arg(v)
+  if v ~= '' then num_arg(v, 'leader epoch', 0, MAX_FENCE) end
+  return v
+end
+
+-- an item count, from an argument (string) or a decoded JSON value
+local function items_arg(v)
+  if type(v) == 'number' and v == math.floor(v) and v >= 0 and v <= MAX_EXACT then return v end
+  if type(v) == 'string' then
+    local ok = is_dec(v) and #v <= 16 and string.byte(v, 1) ~= 45
+    if ok and tonumber(v) <= MAX_EXACT then return tonumber(v) end
+  end
+  invalid('items', v, 'must be an integer from 0 to ' .. fmt(MAX_EXACT))
+end
+
+-- exact sums of integers whose sum may pass 2^53: {high, low} in base 10^9
+local E9 = 1000000000
+
+local function acc_add(acc, n)
+  local h = math.floor(n / E9)
+  acc[1] = acc[1] + h
+  acc[2] = acc[2] + (n - h * E9)
+end
+
+local function acc_str(acc)
+  local h = acc[1] + math.floor(acc[2] / E9)
+  local l = acc[2] % E9
+  if h == 0 then return fmt(l) end
+  if h > 0 then return string.format('%d%09d', h, l) end
+  if l == 0 then return fmt(h) .. '000000000' end
+  if h == -1 then return fmt(l - E9) end
+  return string.format('-%d%09d', -h - 1, E9 - l)
+end
+
 local HOLDS = {claimed = true, running = true}
 
 -- Members of the ids and pending zsets carry the range, so the leader can
@@ -51,11 +166,16 @@ end
 -- once per partition, still in the same atomic call as the state changes.
 local STATS_DELTA = nil
 
+-- Increments go to HINCRBY as exact decimal strings (a Lua number argument
+-- would reach Redis as e.g. "1e+17", which HINCRBY refuses), summed exactly
+-- in a batch (items of many partitions can pass 2^53).
 local function stat(field, n)
   if STATS_DELTA then
-    STATS_DELTA[field] = (STATS_DELTA[field] or 0) + n
+    local acc = STATS_DELTA[field]
+    if not acc then acc = {0, 0}; STATS_DELTA[field] = acc end
+    acc_add(acc, n)
   elseif n ~= 0 then  -- also keeps Lua's -0 ("-0", refused by HINCRBY) away
-    redis.call('HINCRBY', KEYS[K_STATS], field, n)
+    redis.call('HINCRBY', KEYS[K_STATS], field, fmt(n))
   end
 end
 
@@ -66,8 +186,18 @@ end
 local function flush_stats()
   local delta = STATS_DELTA
   STATS_DELTA = nil
-  for field, n in pairs(delta or {}) do
-    if n ~= 0 then redis.call('HINCRBY', KEYS[K_STATS], field, n) end
+  for field, acc in pairs(delta or {}) do
+    local n = acc_str(acc)
+    if n ~= '0' then redis.call('HINCRBY', KEYS[K_STATS], field, n) end
+  end
+end
+
+-- The items counter is an int64 in Redis: refuse a change that would
+-- overflow it (HINCRBY would fail after this script's earlier writes).
+local function items_guard(delta)
+  local cur = redis.call('HGET', KEYS[K_STATS], 'items')
+  if cur and #cur >= 18 and tonumber(cur) + delta > 9.2e18 then
+    invalid('items', fmt(delta), 'would overflow the items counter (' .. cur .. ')')
   end
 end
 

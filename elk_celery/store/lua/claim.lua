@@ -22,10 +22,15 @@
 --   | 'failed' | 'held' | 'window' | 'breaker' | 'dead'
 
 local FIRST = 12
-local node, target = ARGV[1], ARGV[2]
-local lease_ms = tonumber(ARGV[3])
-local window = tonumber(ARGV[6])
-local defer_ms = tonumber(ARGV[7])
+-- arguments, checked before anything is written (_lib.lua: numbers)
+local node, target = node_arg(ARGV[1]), ARGV[2]
+if not HOLDS[target] then invalid('target', target, "must be 'claimed' or 'running'") end
+local lease_ms = ms_arg(ARGV[3], 'lease ms')
+local window = num_arg(ARGV[6], 'task window', 0, MAX_EXACT)
+local defer_ms = num_arg(ARGV[7], 'defer ms', 0, MAX_EXACT)
+ms_arg(ARGV[9], 'breaker open timeout ms')
+num_arg(ARGV[10], 'breaker probes', 0, MAX_EXACT)
+for a = FIRST, #ARGV do pid_arg(ARGV[a]) end
 local now = now_ms()
 
 -- Read (and so validate) every partition before changing anything: a

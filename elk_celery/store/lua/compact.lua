@@ -25,6 +25,10 @@
 -- meta read:    watermark, start_id, gaps (JSON [[lo, hi, flag], ...])
 -- meta written: watermark; gaps without the entries below the new watermark
 -- Reply: {'ok', partitions compacted, watermark} | {'stale_leader'}
+-- arguments, checked before anything is written (_lib.lua: numbers)
+epoch_arg(ARGV[1])
+id_arg(ARGV[2], 'first ID')
+
 if not leader_ok(ARGV[1]) then
   count('stale_leader_writes')
   return {'stale_leader'}

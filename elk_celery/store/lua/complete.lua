@@ -10,7 +10,15 @@
 -- Reply: 4 items per partition, in order: 'ok', version, '', ''
 --        or 'stale'|'missing', current fence, status, node
 
-local node = ARGV[1]
+-- arguments, checked before anything is written (_lib.lua: numbers)
+local node = node_arg(ARGV[1])
+local items_sum = 0
+for a = 3, #ARGV, 3 do
+  pid_arg(ARGV[a])
+  fence_arg(ARGV[a + 1])
+  items_sum = items_sum + items_arg(ARGV[a + 2])
+end
+items_guard(items_sum)
 local now = now_ms()
 
 -- Read (and so validate) every partition before changing anything; an id
@@ -26,7 +34,7 @@ for a = 3, #ARGV, 3 do
 end
 
 local out = {}
-local done, items_total = 0, 0
+local done = 0
 if #parts > 1 then batch_stats() end
 i = 0
 for a = 3, #ARGV, 3 do
@@ -38,21 +46,20 @@ for a = 3, #ARGV, 3 do
   else
     local items = tonumber(ARGV[a + 2])
     lease_clear(i, p)
-    p.items = items
+    p.items = ARGV[a + 2]  -- a string: exact in the stored JSON
     p.error = nil
     if p.probe then probe = true end
     p.probe = nil
     move(id, p, 'completed', now)
     p_save(i, id, p)
     done = done + 1
-    items_total = items_total + items
+    count('items', items)  -- summed exactly (_lib.lua: stat)
     r = {'ok', p.version, '', ''}
   end
   local n = #out
   out[n + 1], out[n + 2], out[n + 3], out[n + 4] = r[1], r[2], r[3], r[4]
 end
 if done > 0 then
-  count('items', items_total)
   if ARGV[2] == '1' then breaker_success(probe) end
 end
 flush_stats()

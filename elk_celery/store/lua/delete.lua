@@ -5,6 +5,8 @@
 -- ARGV[1..] partition ids
 -- Reply: number deleted.
 
+-- arguments, checked before anything is written (_lib.lua: numbers)
+for _, id in ipairs(ARGV) do pid_arg(id) end
 local now = now_ms()
 local n = 0
 for i, id in ipairs(ARGV) do
@@ -13,7 +15,8 @@ for i, id in ipairs(ARGV) do
     if p.probe then redis.call('HINCRBY', KEYS[K_BREAKER], 'probes', -1) end
     move(id, p, nil, now)
     -- its items leave the job's total with it (a refilled range counts once)
-    if p.status == 'completed' and (p.items or 0) > 0 then count('items', -p.items) end
+    local items = tonumber(p.items or 0) or 0
+    if p.status == 'completed' and items > 0 then count('items', -items) end
     redis.call('ZREM', KEYS[K_IDS], member(id, p))
     p_delete(i, id)
     n = n + 1

@@ -9,13 +9,18 @@
 -- ARGV[3] resend after, ms
 -- Reply: {'ok', {"id:min:max", ...}} | {'stale_leader'}
 
+-- arguments, checked before anything is written (_lib.lua: numbers)
+epoch_arg(ARGV[1])
+local limit = num_arg(ARGV[2], 'max partitions', 0, MAX_EXACT)
+local resend_ms = num_arg(ARGV[3], 'resend ms', 0, MAX_EXACT)
+
 if not leader_ok(ARGV[1]) then
   count('stale_leader_writes')
   return {'stale_leader'}
 end
 local now = now_ms()
-local due = redis.call('ZRANGEBYSCORE', KEYS[K_PENDING], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
-local later = now + tonumber(ARGV[3])
+local due = redis.call('ZRANGEBYSCORE', KEYS[K_PENDING], '-inf', now, 'LIMIT', 0, limit)
+local later = now + resend_ms
 for _, m in ipairs(due) do
   redis.call('ZADD', KEYS[K_PENDING], later, m)
 end

@@ -11,7 +11,11 @@
 -- Reply: {is leader 0/1, epoch, holder,
 --         'elected'|'renewed'|'held'|'follower'|'released'}
 
-local op, node, ms = ARGV[1], ARGV[2], tonumber(ARGV[3])
+-- arguments, checked before anything is written (_lib.lua: numbers)
+local op, node, ms = ARGV[1], node_arg(ARGV[2]), ms_arg(ARGV[3], 'lease ms')
+if op ~= 'acquire' and op ~= 'elect' and op ~= 'release' then
+  invalid('operation', op, "must be 'acquire', 'elect' or 'release'")
+end
 local now = now_ms()
 local cur = redis.call('GET', KEYS[K_LEADER])
 local holder, epoch = '', 0

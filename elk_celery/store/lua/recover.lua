@@ -10,12 +10,16 @@
 -- ARGV[3..] candidate partition ids (the caller reads them from `leases`)
 -- Reply: {'ok', {recovered ids}, {failed ids}} | {'stale_leader'}
 
+-- arguments, checked before anything is written (_lib.lua: numbers)
+epoch_arg(ARGV[1])
+local max_retries = num_arg(ARGV[2], 'max retries', 0, MAX_EXACT)
+for a = 3, #ARGV do pid_arg(ARGV[a]) end
+
 if not leader_ok(ARGV[1]) then
   count('stale_leader_writes')
   return {'stale_leader'}
 end
 local now = now_ms()
-local max_retries = tonumber(ARGV[2])
 local back, dead = {}, {}
 for a = 3, #ARGV do
   local i, id = a - 2, ARGV[a]

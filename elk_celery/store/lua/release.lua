@@ -8,7 +8,12 @@
 -- ARGV[3..] pairs: partition id, fence token ('' = whatever fence the node holds)
 -- Reply: the ids released.
 
-local node = ARGV[1]
+-- arguments, checked before anything is written (_lib.lua: numbers)
+local node = node_arg(ARGV[1])
+for a = 3, #ARGV, 2 do
+  pid_arg(ARGV[a])
+  if ARGV[a + 1] ~= '' then fence_arg(ARGV[a + 1]) end
+end
 local now = now_ms()
 local released = {}
 local i = 0

@@ -6,6 +6,8 @@
 -- ARGV[1..] partition ids (the caller reads them from `failed`)
 -- Reply: the ids re-queued.
 
+-- arguments, checked before anything is written (_lib.lua: numbers)
+for _, id in ipairs(ARGV) do pid_arg(id) end
 local now = now_ms()
 local done = {}
 for i, id in ipairs(ARGV) do
