@@ -237,6 +237,23 @@ local function move(id, p, to, now, score, node)
   p.updated = now
 end
 
+-- Fences and leader epochs: the larger of the last one + 1 and Redis server
+-- time in milliseconds. A counter alone restarts at 1 when its state is
+-- lost (`elk reset` while workers run, a failover to a replica that missed
+-- the last writes), and a worker still holding an old fence, or a user's
+-- table fenced by it, would then accept a repeat. Server time keeps growing
+-- across such a loss, so the next fence is larger than any handed out before
+-- it once the clock has passed them: (1) Redis's clock must not step back
+-- (a failover to a server whose clock is behind counts as a step), and (2)
+-- a fence handed out in the same millisecond as the loss can repeat (fences
+-- run ahead of the clock only while one partition is claimed more than once
+-- per ms, and then by that many ms). An incarnation id folded into a counter
+-- would need state that survives the loss, which is what is lost. Values
+-- stay below 10^14 (exact in Lua and in cjson's 14 digits) until year 5138.
+local function next_fence(old, now)
+  return math.max((tonumber(old) or 0) + 1, now)
+end
+
 local function count(field, n)
   stat(field, n or 1)
 end

@@ -121,7 +121,7 @@ local function claim_one(i, id, p)
     lease_clear(i, p)
     count('preempted')
   end
-  p.fence = (p.fence or 0) + 1
+  p.fence = next_fence(p.fence, now)
   p.attempts = (p.attempts or 0) + 1
   p.probe = probe and 1 or nil
   p.hb = now

@@ -27,7 +27,7 @@ for a = 3, #ARGV do
   if p and HOLDS[p.status] and (not lease_alive(i, p, now) or node_dead(p.node, now)) then
     local owner = p.node
     lease_clear(i, p)
-    p.fence = (p.fence or 0) + 1
+    p.fence = next_fence(p.fence, now)
     if p.probe then redis.call('HINCRBY', KEYS[K_BREAKER], 'probes', -1) end
     p.probe = nil
     if (p.attempts or 0) > max_retries then

@@ -45,7 +45,7 @@ local items_after = to == 'completed' and (tonumber(p.items or 0) or 0) or 0
 if items_after ~= items_before then items_guard(items_after - items_before) end
 if to ~= p.status or (HOLDS[to] and node ~= p.node) then
   if HOLDS[p.status] then lease_clear(1, p) end
-  if HOLDS[to] then p.fence = (p.fence or 0) + 1 end
+  if HOLDS[to] then p.fence = next_fence(p.fence, now) end
   move(id, p, to, now, HOLDS[to] and now + lease_ms or now, node)
   if HOLDS[to] then lease_set(1, p, now, lease_ms) end
 else
