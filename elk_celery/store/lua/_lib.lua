@@ -340,3 +340,57 @@ local function breaker_failure(id, now, cons_max, total_max, window_ms)
     breaker_trip(now, total_max .. ' partitions failed within the window')
   end
 end
+
+-- ----------------------------------------------------- breaker probe rounds
+-- A half-open breaker admits probes in rounds: breaker field `round` grows
+-- on each open -> half_open and each restart of a round whose probes never
+-- reported. A probe carries the round that admitted it (p.probe = 'r<n>'),
+-- and only a probe of the current half-open round holds one of its slots
+-- (`probes`) or closes the breaker by succeeding; a probe from an earlier
+-- round (the breaker re-opened, or the round restarted, after it started)
+-- is a plain partition.
+
+local function probe_of_round(p)
+  if not p or not p.probe then return false end
+  local b = redis.call('HMGET', KEYS[K_BREAKER], 'state', 'round')
+  return b[1] == 'half_open' and tostring(p.probe) == 'r' .. (tonumber(b[2]) or 0)
+end
+
+-- p stops being a probe (released, recovered, failed, deleted, preempted):
+-- the slot it held goes back, if it holds one of the current round
+local function probe_drop(p)
+  if probe_of_round(p) then
+    if redis.call('HINCRBY', KEYS[K_BREAKER], 'probes', -1) < 0 then
+      redis.call('HSET', KEYS[K_BREAKER], 'probes', 0)
+    end
+  end
+  if p then p.probe = nil end
+end
+
+-- May a claim start while the breaker is not closed? Returns true and the
+-- probe mark to give the partition, or false and the time (ms) before which
+-- resending is pointless. `taken`: the partition being preempted, whose
+-- probe slot of this round (if any) passes to the new claim.
+local function breaker_admit(now, open_ms, max_probes, taken)
+  local b = redis.call('HMGET', KEYS[K_BREAKER], 'state', 'opened_at', 'probes', 'half_open_at', 'round')
+  local state = b[1] or 'closed'
+  if state == 'closed' then return true, nil end
+  local round, probes = tonumber(b[5]) or 0, tonumber(b[3]) or 0
+  if state == 'open' then
+    local opened = tonumber(b[2]) or 0
+    if now < opened + open_ms then return false, opened + open_ms end
+    round, probes = round + 1, 0
+    redis.call('HSET', KEYS[K_BREAKER], 'state', 'half_open', 'probes', 0, 'half_open_at', now,
+      'round', round)
+  elseif now >= (tonumber(b[4]) or 0) + open_ms then
+    -- probes that never reported (their worker died): a new round, in
+    -- which they hold no slot
+    round, probes = round + 1, 0
+    redis.call('HSET', KEYS[K_BREAKER], 'probes', 0, 'half_open_at', now, 'round', round)
+  end
+  local mark = 'r' .. round
+  if taken and tostring(taken.probe) == mark then return true, mark end
+  if probes >= max_probes then return false, 0 end
+  redis.call('HINCRBY', KEYS[K_BREAKER], 'probes', 1)
+  return true, mark
+end

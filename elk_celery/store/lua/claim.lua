@@ -28,8 +28,8 @@ if not HOLDS[target] then invalid('target', target, "must be 'claimed' or 'runni
 local lease_ms = ms_arg(ARGV[3], 'lease ms')
 local window = num_arg(ARGV[6], 'task window', 0, MAX_EXACT)
 local defer_ms = num_arg(ARGV[7], 'defer ms', 0, MAX_EXACT)
-ms_arg(ARGV[9], 'breaker open timeout ms')
-num_arg(ARGV[10], 'breaker probes', 0, MAX_EXACT)
+local open_ms = ms_arg(ARGV[9], 'breaker open timeout ms')
+local max_probes = num_arg(ARGV[10], 'breaker probes', 0, MAX_EXACT)
 for a = FIRST, #ARGV do pid_arg(ARGV[a]) end
 local now = now_ms()
 
@@ -95,26 +95,14 @@ local function claim_one(i, id, p)
     if held >= window then return defer('window') end
   end
 
-  local probe = false
+  -- the breaker's probe rounds: _lib.lua
+  local probe = nil
   if breaker_on then
-    local b = redis.call('HMGET', KEYS[K_BREAKER], 'state', 'opened_at', 'probes')
-    local state = b[1] or 'closed'
-    if state ~= 'closed' then
-      local opened = tonumber(b[2] or '0')
-      local open_ms = tonumber(ARGV[9])
-      if state == 'open' then
-        if now < opened + open_ms then return defer('breaker', opened + open_ms) end
-        redis.call('HSET', KEYS[K_BREAKER], 'state', 'half_open', 'probes', 0, 'half_open_at', now)
-        b[3] = '0'
-      elseif now >= tonumber(redis.call('HGET', KEYS[K_BREAKER], 'half_open_at') or '0') + open_ms then
-        -- probes that never reported (their worker died) free their slots
-        redis.call('HSET', KEYS[K_BREAKER], 'probes', 0, 'half_open_at', now)
-        b[3] = '0'
-      end
-      if tonumber(b[3] or '0') >= tonumber(ARGV[10]) then return defer('breaker') end
-      redis.call('HINCRBY', KEYS[K_BREAKER], 'probes', 1)
-      probe = true
-    end
+    local admitted, mark = breaker_admit(now, open_ms, max_probes, preempt and p or nil)
+    if not admitted then return defer('breaker', mark) end
+    probe = mark
+  elseif p.probe then
+    probe_drop(p)  -- a preempted probe gives its slot back
   end
 
   if preempt then
@@ -123,7 +111,7 @@ local function claim_one(i, id, p)
   end
   p.fence = next_fence(p.fence, now)
   p.attempts = (p.attempts or 0) + 1
-  p.probe = probe and 1 or nil
+  p.probe = probe
   p.hb = now
   move(id, p, target, now, now + lease_ms, node)
   lease_set(i, p, now, lease_ms)

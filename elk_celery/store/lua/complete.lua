@@ -48,7 +48,7 @@ for a = 3, #ARGV, 3 do
     lease_clear(i, p)
     p.items = ARGV[a + 2]  -- a string: exact in the stored JSON
     p.error = nil
-    if p.probe then probe = true end
+    if probe_of_round(p) then probe = true end  -- only such a probe closes it
     p.probe = nil
     move(id, p, 'completed', now)
     p_save(i, id, p)

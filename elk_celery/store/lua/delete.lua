@@ -12,7 +12,7 @@ local n = 0
 for i, id in ipairs(ARGV) do
   local p = p_load(i, id)
   if p then
-    if p.probe then redis.call('HINCRBY', KEYS[K_BREAKER], 'probes', -1) end
+    probe_drop(p)  -- its slot, if of the current round (_lib.lua)
     move(id, p, nil, now)
     -- its items leave the job's total with it (a refilled range counts once)
     local items = tonumber(p.items or 0) or 0

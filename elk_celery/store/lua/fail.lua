@@ -32,7 +32,7 @@ if not owned(p, node, fence) then return stale(p) end
 
 lease_clear(1, p)
 p.error = string.sub(ARGV[4], 1, 4000)
-p.probe = nil
+probe_drop(p)
 local attempts = p.attempts or 1
 local code, delay = 'failed', 0
 if ARGV[8] == '1' and attempts <= max_retries then

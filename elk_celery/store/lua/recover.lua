@@ -28,8 +28,7 @@ for a = 3, #ARGV do
     local owner = p.node
     lease_clear(i, p)
     p.fence = next_fence(p.fence, now)
-    if p.probe then redis.call('HINCRBY', KEYS[K_BREAKER], 'probes', -1) end
-    p.probe = nil
+    probe_drop(p)  -- its slot, if of the current round (_lib.lua)
     if (p.attempts or 0) > max_retries then
       p.error = 'lost its owner ' .. owner .. ' on attempt ' .. (p.attempts or 0) ..
         ' and has no retries left'
