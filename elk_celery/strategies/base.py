@@ -47,6 +47,12 @@ def _pid(partition_id: Any) -> int:
     return check_int(partition_id, "partition_id", 0, MAX_PARTITION_ID)
 
 
+def _token(token: Any) -> str:
+    if not isinstance(token, str) or len(token) > 200:
+        raise InvalidPartition(f"a claim token must be a string of at most 200 characters, got {token!r}")
+    return token
+
+
 def _items(items: Any) -> int:
     return check_int(items, "items_processed", 0, MAX_ITEMS,
                      " (return the number of items the partition processed)")
@@ -225,17 +231,23 @@ class PartitionStrategy(ABC):
 
     def claim(self, partition_id: int, node_id: str, *, target: str = "running",
               window: int = 0, allow_preemption: bool | None = None, force: bool = False,
-              defer: bool = True, require_live_node: bool = False) -> Claim:
-        """The hot path: one script call, a compact :class:`Claim`."""
+              defer: bool = True, require_live_node: bool = False, token: str = "") -> Claim:
+        """The hot path: one script call, a compact :class:`Claim`.
+
+        ``token`` names this claim: a retry with the same token (after a
+        lost reply) gets the partition back, unchanged, if this node still
+        holds it under that token. Use a new token for every claim you mean
+        to make (a duplicate message must not share one)."""
         _pid(partition_id)
         args = self._claim_args(node_id, target, window, allow_preemption, force, defer,
                                 require_live_node)
-        r = self._run("claim", [partition_id], [*args, partition_id])
+        r = self._run("claim", [partition_id], [*args, _token(token), partition_id])
         return self._claim_reply(partition_id, r, 0)
 
     def claim_many(self, partition_ids: Iterable[int], node_id: str, *, target: str = "running",
                    window: int = 0, allow_preemption: bool | None = None, force: bool = False,
-                   defer: bool = True, require_live_node: bool = False) -> list[Claim]:
+                   defer: bool = True, require_live_node: bool = False,
+                   token: str = "") -> list[Claim]:
         """:meth:`claim` for several partitions in one script call (per
         :attr:`BATCH` ids), decided in order exactly as separate claims would
         be (so a task ``window`` admits the first ones). A corrupt partition
@@ -246,7 +258,7 @@ class PartitionStrategy(ABC):
         out: list[Claim] = []
         for start in range(0, len(ids), self.BATCH):
             chunk = ids[start:start + self.BATCH]
-            r = self._run("claim", chunk, [*args, *chunk])
+            r = self._run("claim", chunk, [*args, _token(token), *chunk])
             out += [self._claim_reply(pid, r, 7 * k) for k, pid in enumerate(chunk)]
         return out
 
@@ -309,7 +321,9 @@ class PartitionStrategy(ABC):
 
     def complete_partition(self, partition_id: int, node_id: str, fence: int,
                            items_processed: int = 0) -> int:
-        """Mark done; raises :class:`StaleFenceError` unless ``node_id`` holds it with ``fence``."""
+        """Mark done; raises :class:`StaleFenceError` unless ``node_id`` holds it with
+        ``fence``. Completing again what this node completed with this fence
+        (a retry after a lost reply) returns its version, not an error."""
         result = self.complete_many(node_id, [(partition_id, fence, items_processed)])[0]
         if isinstance(result, StaleFenceError):
             raise result
@@ -364,16 +378,18 @@ class PartitionStrategy(ABC):
                          common, bulk(*storage), head_b, bulk(*tail)))
 
     def worker_claim(self, partition_id: int, node_id: str, *, window: int = 0,
-                     require_live_node: bool = False) -> Claim:
+                     require_live_node: bool = False, token: str = "") -> Claim:
         """:meth:`claim` of one partition to run, on this process's :attr:`line`
         (the worker's hot path). Falls back to the ordinary client when the
-        line can't answer (a lost connection, or a script Redis forgot)."""
+        line can't answer (a lost connection, or a script Redis forgot),
+        with the same ``token``: if the lost try had claimed it, the retry
+        gets that claim back."""
         _pid(partition_id)
         cmd = self._hot_command(
             "claim", ("claim", node_id, window, require_live_node),
             lambda: self._claim_args(node_id, "running", window, None, False, True,
                                      require_live_node),
-            [partition_id], [partition_id])
+            [partition_id], [_token(token), partition_id])
         try:
             r = self.line.call(cmd)
         except redis.ResponseError as exc:
@@ -384,7 +400,7 @@ class PartitionStrategy(ABC):
             r = None
         if r is None:
             return self.claim(partition_id, node_id, window=window,
-                              require_live_node=require_live_node)
+                              require_live_node=require_live_node, token=token)
         return self._claim_reply(partition_id, r, 0)
 
     def complete_send(self, owed: Owed, partition_id: int, node_id: str, fence: int,

@@ -9,6 +9,7 @@ refused. A processor that raises or returns garbage fails its partition
 from __future__ import annotations
 
 import logging
+import os
 import time
 import traceback
 from typing import TYPE_CHECKING, Any
@@ -95,10 +96,14 @@ def run_partition(task: Task, job: Job, partition_id: int, min_id: int, max_id: 
     ns, name = job.namespace, task.name
     # this process's last completion must have landed before the window is checked
     completion.settle_all()
+    # names this claim, so a retry after a lost reply finds it; not the task
+    # id alone: a message redelivered while its first delivery still runs
+    # (visibility timeout) must find the partition held, even on this node
+    token = f"{task.request.id or 'direct'}/{os.urandom(6).hex()}"
     t0 = time.perf_counter()
     with timed(hooks, "claim"):
         c = store.strategy.worker_claim(partition_id, node, window=s.task_window,
-                                        require_live_node=is_registered())
+                                        require_live_node=is_registered(), token=token)
     queued = (time.time() * 1000 - dispatched_at) / 1000 if dispatched_at else None
     hooks.on_claim(ns, node, name, c.code, duration=time.perf_counter() - t0, queued=queued)
     if not c.ok:
@@ -179,7 +184,7 @@ def run_partition(task: Task, job: Job, partition_id: int, min_id: int, max_id: 
 def _complete(store: Any, hooks: Any, partition_id: int, node: str, fence: int, items: int,
               attempts: int = 5) -> str:
     """Record the completion, retrying Redis errors (safe: the write is fenced,
-    and a retry that finds it already done by us is a success)."""
+    and complete.lua answers a repeat of our own completion 'ok')."""
     delay = 0.2
     for attempt in range(attempts):
         try:
@@ -187,9 +192,6 @@ def _complete(store: Any, hooks: Any, partition_id: int, node: str, fence: int, 
                 store.strategy.complete_partition(partition_id, node, fence, items)
             return "completed"
         except StaleFenceError as exc:
-            if (exc.current_status == "completed" and exc.current_node == node
-                    and exc.current_fence == fence):
-                return "completed"  # an earlier try went through; its reply was lost
             log.warning("elk: %s", exc)
             return "stale"
         except Exception as exc:  # noqa: BLE001 - Redis away: try again, then give up

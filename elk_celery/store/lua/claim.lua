@@ -16,12 +16,15 @@
 -- ARGV[9]  breaker open timeout, ms
 -- ARGV[10] breaker: max concurrent half-open probes
 -- ARGV[11] '1' = refuse when the claimer's own heartbeat expired
--- ARGV[12..] partition ids, one or more (the i-th uses the i-th storage keys)
+-- ARGV[12] claim token ('' = none): a partition this node holds under the
+--          same token was claimed by an earlier try of this very call (its
+--          reply was lost); it is answered 'ok' again, unchanged
+-- ARGV[13..] partition ids, one or more (the i-th uses the i-th storage keys)
 -- Reply: 7 items per partition, in order: code, fence, attempts, version,
 --   min, max, opts; code: 'ok' | 'preempted' | 'missing' | 'completed'
 --   | 'failed' | 'held' | 'window' | 'breaker' | 'dead'
 
-local FIRST = 12
+local FIRST = 13
 -- arguments, checked before anything is written (_lib.lua: numbers)
 local node, target = node_arg(ARGV[1]), ARGV[2]
 if not HOLDS[target] then invalid('target', target, "must be 'claimed' or 'running'") end
@@ -31,6 +34,8 @@ local defer_ms = num_arg(ARGV[7], 'defer ms', 0, MAX_EXACT)
 local open_ms = ms_arg(ARGV[9], 'breaker open timeout ms')
 local max_probes = num_arg(ARGV[10], 'breaker probes', 0, MAX_EXACT)
 for a = FIRST, #ARGV do pid_arg(ARGV[a]) end
+local token = ARGV[12]
+if #token > 200 then invalid('claim token', token, 'must be at most 200 characters') end
 local now = now_ms()
 
 -- Read (and so validate) every partition before changing anything: a
@@ -64,6 +69,11 @@ local function claim_one(i, id, p)
     return
   end
   if p.status == 'completed' or p.status == 'failed' then return reply(p, p.status) end
+  -- a retry of this very claim whose reply was lost: the same answer, no
+  -- second attempt, window slot or fence
+  if token ~= '' and HOLDS[p.status] and p.node == node and p.claim == token then
+    return reply(p, 'ok')
+  end
 
   local preempt = false
   if HOLDS[p.status] then
@@ -112,6 +122,7 @@ local function claim_one(i, id, p)
   p.fence = next_fence(p.fence, now)
   p.attempts = (p.attempts or 0) + 1
   p.probe = probe
+  p.claim = token ~= '' and token or nil
   p.hb = now
   move(id, p, target, now, now + lease_ms, node)
   lease_set(i, p, now, lease_ms)

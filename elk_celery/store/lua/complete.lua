@@ -8,7 +8,9 @@
 -- ARGV[3..] triples: partition id, fence token the owner got from its
 --          claim, items processed (integer >= 0)
 -- Reply: 4 items per partition, in order: 'ok', version, '', ''
---        or 'stale'|'missing', current fence, status, node
+--        or 'stale'|'missing', current fence, status, node. A repeat of
+--        the owner's own completion (same node and fence, e.g. re-sent after
+--        a lost reply) is 'ok' again, not a stale write.
 
 -- arguments, checked before anything is written (_lib.lua: numbers)
 local node = node_arg(ARGV[1])
@@ -41,7 +43,10 @@ for a = 3, #ARGV, 3 do
   i = i + 1
   local id, fence, p = ARGV[a], ARGV[a + 1], parts[i] or nil
   local r
-  if not owned(p, node, fence) then
+  if p and p.status == 'completed' and p.node == node and tostring(p.fence) == fence then
+    -- this owner's own completion again (its reply was lost): done, not stale
+    r = {'ok', p.version, '', ''}
+  elseif not owned(p, node, fence) then
     r = stale(p)
   else
     local items = tonumber(ARGV[a + 2])
