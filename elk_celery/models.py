@@ -173,6 +173,9 @@ class PartitionStats:
     recovered: int = 0
     retried: int = 0
     counters: dict[str, int] = field(default_factory=dict)
+    #: partitions whose stored value is not an elk partition (not in the
+    #: status counts; ``total_count`` includes them)
+    quarantined_count: int = 0
 
     @property
     def completion_rate(self) -> float:
@@ -195,14 +198,14 @@ class PartitionStats:
             completed_count=c.get("completed", 0), failed_count=c.get("failed", 0),
             items_processed=c.get("items", 0), stale_writes=c.get("stale_writes", 0),
             preempted=c.get("preempted", 0), recovered=c.get("recovered", 0),
-            retried=c.get("retried", 0), counters=c,
+            retried=c.get("retried", 0), counters=c, quarantined_count=c.get("corrupt", 0),
         )
 
     def as_dict(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in (
             "total_count", "pending_count", "claimed_count", "running_count",
             "completed_count", "failed_count", "items_processed", "stale_writes",
-            "preempted", "recovered", "retried")}
+            "preempted", "recovered", "retried", "quarantined_count")}
         d["completion_rate"] = self.completion_rate
         d["failure_rate"] = self.failure_rate
         return d

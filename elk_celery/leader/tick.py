@@ -131,7 +131,11 @@ def recover(job: Job, epoch: int) -> tuple[int, int]:
     store = job.store
     # store.recover reads the lease index itself and skips the script when empty
     with timed(job.elk.hooks, "recover"):
-        back, failed = store.recover(epoch)
+        back, failed, quarantined = store.recover(epoch)
+    if quarantined:  # once: the script reports only partitions it just quarantined
+        log.error("elk: %s: quarantined partition(s) %s: their stored values are not elk "
+                  "partitions; the job carries on without them (see `elk status`; delete "
+                  "them to have their ranges planned again)", job.namespace, quarantined)
     if back or failed:
         log.warning("elk: %s: recovered partitions %s%s", job.namespace, back,
                     f", failed for good {failed}" if failed else "")

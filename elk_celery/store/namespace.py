@@ -123,16 +123,20 @@ class NamespaceStore:
         return len(dead)
 
     # -- leader work ------------------------------------------------------------
-    def recover(self, epoch: int | str = "", limit: int = 1000) -> tuple[list[int], list[int]]:
-        """Take back partitions whose lease expired or whose owner died."""
+    def recover(self, epoch: int | str = "", limit: int = 1000,
+                ) -> tuple[list[int], list[int], list[int]]:
+        """Take back partitions whose lease expired or whose owner died:
+        (ids back to pending, ids failed for good, ids newly quarantined
+        because their stored value is not an elk partition)."""
         ids = [int(text(i)) for i in self.redis.zrange(self.keys.leases, 0, limit - 1)]
         if not ids:
-            return [], []
+            return [], [], []
         r = self._run("recover", [epoch, self.settings.max_retries, *ids], ids)
         if text(r[0]) != "ok":
             from ..errors import StaleLeaderError
             raise StaleLeaderError(f"{self.namespace}: epoch {epoch} is no longer the leader's")
-        return [int(text(i)) for i in r[1]], [int(text(i)) for i in r[2]]
+        return ([int(text(i)) for i in r[1]], [int(text(i)) for i in r[2]],
+                [int(text(i)) for i in r[3]])
 
     def dispatch(self, epoch: int | str = "", limit: int = 1000,
                  resend_after_ms: int | None = None) -> list[tuple[int, int, int]]:

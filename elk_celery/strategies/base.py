@@ -104,17 +104,69 @@ class PartitionStrategy(ABC):
 
     # -- reading -------------------------------------------------------------
     def get_partition(self, partition_id: int) -> Partition | None:
+        """The partition, or None; :class:`CorruptPartition` if its stored
+        value is not an elk partition (quarantined or not)."""
         raw = self._raw_many([partition_id])[0]
-        return None if raw is None else Partition.from_json(raw, partition_id)
+        if raw is None:
+            return None
+        try:
+            return Partition.from_json(raw, partition_id)
+        except CorruptPartition as exc:
+            if self._quarantined_ids([partition_id]):
+                raise CorruptPartition(
+                    f"{exc} (quarantined: out of every status index; delete it with "
+                    "delete_partitions() and gap detection plans its range again)") from None
+            raise
 
     def get_partitions(self, ids: Iterable[int]) -> list[Partition]:
+        """The partitions of ``ids`` that exist, leaving out quarantined ones."""
         ids = list(ids)
-        return [Partition.from_json(raw, pid)
-                for pid, raw in zip(ids, self._raw_many(ids)) if raw is not None]
+        return self._decode([(pid, raw) for pid, raw in zip(ids, self._raw_many(ids))
+                             if raw is not None])
 
     def get_all_partitions(self) -> list[Partition]:
-        parts = [Partition.from_json(raw, pid) for pid, raw in self._raw_all()]
-        return sorted(parts, key=lambda p: p.partition_id)
+        """Every partition by id, leaving out quarantined ones (:meth:`quarantined`)."""
+        return sorted(self._decode(self._raw_all()), key=lambda p: p.partition_id)
+
+    def _decode(self, pairs: Iterable[tuple[Any, Any]]) -> list[Partition]:
+        """Partitions from (id, JSON); a corrupt value raises
+        :class:`CorruptPartition` unless it is quarantined (then it is left out)."""
+        out: list[Partition] = []
+        bad: list[tuple[Any, CorruptPartition]] = []
+        for pid, raw in pairs:
+            try:
+                out.append(Partition.from_json(raw, pid))
+            except CorruptPartition as exc:
+                bad.append((pid, exc))
+        if bad:
+            known = self._quarantined_ids([pid for pid, _ in bad])
+            for pid, exc in bad:
+                if str(pid) not in known:
+                    raise exc
+        return out
+
+    def _quarantined_ids(self, ids: Sequence[Any]) -> set[str]:
+        pipe = self.redis.pipeline(transaction=False)
+        for pid in ids:
+            pipe.zscore(self.keys.corrupt, str(pid))
+        return {str(pid) for pid, score in zip(ids, pipe.execute()) if score is not None}
+
+    # -- quarantine (a stored value that is not an elk partition) -----------
+    def quarantined(self, limit: int | None = None) -> list[tuple[int, float]]:
+        """(partition id, when it was found, Unix seconds) of every quarantined
+        partition, oldest first."""
+        end = -1 if limit is None else max(1, limit) - 1
+        return [(int(text(m)), score / 1000)
+                for m, score in self.redis.zrange(self.keys.corrupt, 0, end, withscores=True)]
+
+    def quarantine(self, partition_id: int, min_id: int | None = None,
+                   max_id: int | None = None) -> bool:
+        """Quarantine ``partition_id`` if its stored value is not an elk
+        partition (``min_id..max_id``: its range, when known from elsewhere,
+        e.g. a task message). True when newly quarantined; a readable
+        partition is left alone."""
+        rng = "" if min_id is None or max_id is None else f"{int(min_id)}:{int(max_id)}"
+        return text(self._run("quarantine", [_pid(partition_id)], [partition_id, rng])) == "quarantined"
 
     def get_filtered_partitions(self, status: str | Status | Iterable[str | Status] | None = None,
                                 node_id: str | None = None, limit: int | None = None,
@@ -215,8 +267,33 @@ class PartitionStrategy(ABC):
         return self.delete_partitions([partition_id]) == 1
 
     def delete_partitions(self, partition_ids: Iterable[int]) -> int:
+        """Delete partitions whatever their status (missing ones are skipped).
+        A quarantined one goes with its entry in the ``ids`` index, found by
+        reading that index when its value no longer says its range."""
         ids = [_pid(i) for i in partition_ids]
-        return int(self._run("delete", ids, ids)) if ids else 0
+        if not ids:
+            return 0
+        args: list[Any] = list(ids)
+        quarantined = self._quarantined_ids(ids)
+        if quarantined:
+            members = self._members_of(quarantined)
+            args = [members.get(str(pid), pid) for pid in ids]
+        return int(self._run("delete", ids, args))
+
+    def _members_of(self, ids: set[str]) -> dict[str, str]:
+        """The ``ids`` index entries ("id:min:max") of ``ids``: reads the index
+        (an operator's path, for partitions whose value lost its range)."""
+        found: dict[str, str] = {}
+        start, step = 0, 10_000
+        while len(found) < len(ids):
+            chunk = [text(m) for m in self.redis.zrange(self.keys.ids, start, start + step - 1)]
+            for m in chunk:
+                if m.split(":", 1)[0] in ids:
+                    found[m.split(":", 1)[0]] = m
+            if len(chunk) < step:
+                break
+            start += step
+        return found
 
     def retry_failed(self, partition_ids: Iterable[int] | None = None) -> list[int]:
         """Re-queue failed partitions (all of them by default) with fresh attempts."""

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from celery import Task, signals
 
-from ..errors import LeaseLost, ProcessorError, StaleFenceError
+from ..errors import CorruptPartition, LeaseLost, ProcessorError, StaleFenceError
 from ..hooks import timed
 from ..models import MAX_ITEMS
 from . import completion
@@ -101,9 +101,16 @@ def run_partition(task: Task, job: Job, partition_id: int, min_id: int, max_id: 
     # (visibility timeout) must find the partition held, even on this node
     token = f"{task.request.id or 'direct'}/{os.urandom(6).hex()}"
     t0 = time.perf_counter()
-    with timed(hooks, "claim"):
-        c = store.strategy.worker_claim(partition_id, node, window=s.task_window,
-                                        require_live_node=is_registered(), token=token)
+    try:
+        with timed(hooks, "claim"):
+            c = store.strategy.worker_claim(partition_id, node, window=s.task_window,
+                                            require_live_node=is_registered(), token=token)
+    except CorruptPartition as exc:
+        # its stored value is not an elk partition: out of the way, once
+        if store.strategy.quarantine(partition_id, min_id, max_id):
+            log.error("elk: %s: quarantined partition %s: %s", ns, partition_id, exc)
+        hooks.on_claim(ns, node, name, "corrupt", duration=time.perf_counter() - t0, queued=None)
+        return "skipped: corrupt"
     queued = (time.time() * 1000 - dispatched_at) / 1000 if dispatched_at else None
     hooks.on_claim(ns, node, name, c.code, duration=time.perf_counter() - t0, queued=queued)
     if not c.ok:
@@ -194,6 +201,9 @@ def _complete(store: Any, hooks: Any, partition_id: int, node: str, fence: int, 
         except StaleFenceError as exc:
             log.warning("elk: %s", exc)
             return "stale"
+        except CorruptPartition as exc:  # the leader's recovery quarantines it
+            log.error("elk: could not record partition %s done: %s", partition_id, exc)
+            return "corrupt"
         except Exception as exc:  # noqa: BLE001 - Redis away: try again, then give up
             if attempt == attempts - 1:
                 log.error("elk: could not record partition %s done (%r); its lease will lapse "

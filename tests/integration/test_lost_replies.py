@@ -66,11 +66,10 @@ def test_a_completion_whose_reply_was_lost_is_not_a_stale_write(cut, proxy):
     c = cut.worker_claim(1, "n1", token="task-1/ab12")
     store = NamespaceStore(cut)
     outcomes: list[str] = []
+    dropped = proxy.arm(cut.scripts.sha("complete").encode())
     assert completion.send(store, 1, "n1", c.fence, 10, outcomes.append,
                            lambda: _complete(store, Hooks(), 1, "n1", c.fence, 10))
-    dropped = proxy.arm(cut.scripts.sha("complete").encode())
-    # nothing else is on the line: push the command out and read its (lost) reply
-    completion.settle_all()
+    completion.settle_all()  # reads the (lost) reply, then writes it again
     assert dropped.is_set() and proxy.drops == 1
     assert outcomes == ["completed"]
     p = cut.get_partition(1)

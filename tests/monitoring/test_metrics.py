@@ -186,6 +186,7 @@ def test_cluster_collector_reads_the_whole_job_from_redis(store, server_for):
     assert g("elk_cluster_partitions", ("status", "failed")) == 1
     assert g("elk_cluster_partitions", ("status", "claimed")) == 0
     assert g("elk_cluster_items_processed_total") == 100
+    assert g("elk_cluster_quarantined_partitions") == 0
     assert g("elk_cluster_events_total", ("event", "created")) == 6
     assert g("elk_cluster_events_total", ("event", "elections")) == 1
     assert g("elk_cluster_leader_present") == 1

@@ -84,7 +84,7 @@ def test_fences_grow_by_claim_and_by_recovery(make_strategy):
     c = s.claim(1, "w1")
     seen.append(c.fence)
     store = NamespaceStore(s)
-    wait_for(lambda: store.recover() == ([1], []), 5, "the lease to lapse and be recovered")
+    wait_for(lambda: store.recover() == ([1], [], []), 5, "the lease to lapse and be recovered")
     seen.append(s.get_partition(1).fence)
     assert seen == sorted(set(seen)), seen
     assert seen[0] >= _server_ms(s.redis) - 60_000  # Redis time in ms, not a count

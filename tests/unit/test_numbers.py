@@ -60,7 +60,7 @@ def test_dispatch_and_recovery_name_big_ids_exactly(strategy):
     strategy.claim(BIG_PID, "n1")
     store.heartbeat("n1")
     strategy.redis.zadd(strategy.keys.nodes, {"n1": 0})  # its node is dead
-    assert store.recover() == ([BIG_PID], [])
+    assert store.recover() == ([BIG_PID], [], [])
 
 
 @pytest.mark.parametrize("pid", [MAX_PARTITION_ID + 1, 2**64, -1])

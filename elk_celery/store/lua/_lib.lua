@@ -281,15 +281,71 @@ end
 -- nil value") or corrupt the stats counters under a made-up status.
 local STATUSES = {pending = true, claimed = true, running = true, completed = true, failed = true}
 
-local function decode(raw, id)
+local function try_decode(raw)
   local ok, p = pcall(cjson.decode, raw)
   if not ok or type(p) ~= 'table' or not STATUSES[p.status]
       or (type(p.min) ~= 'string' and type(p.min) ~= 'number')
       or (type(p.max) ~= 'string' and type(p.max) ~= 'number') then
+    return nil
+  end
+  return p
+end
+
+local function decode(raw, id)
+  local p = try_decode(raw)
+  if not p then
     error({err = 'ELK_CORRUPT partition ' .. tostring(id) ..
       ' holds a value that is not an elk partition: ' .. string.sub(raw, 1, 80)})
   end
   return p
+end
+
+-- ------------------------------------------------------------- quarantine
+-- A partition whose stored value is not an elk partition would fail every
+-- call that reads it, every round (a leader's recovery, compaction). The
+-- scripts that must carry on (recover, compact, retry_failed, delete, and
+-- quarantine.lua for a worker's claim) quarantine it instead: its id goes
+-- to `corrupt` (score: when found), it leaves the status indexes, and its
+-- count moves from its status to the stats field `corrupt` (event
+-- `quarantined`). Its value stays, for an operator to read, and so does its
+-- `ids` entry: its range stays covered, so nothing plans it again until an
+-- operator deletes it (delete.lua; gap detection then plans the range).
+-- Its old status is read from the index it is found in; a value that still
+-- names its status, node or range (an edited JSON often does) helps.
+-- `member`: its "id:min:max" when the caller knows it (a task message).
+-- Returns true when newly quarantined, and its member when known.
+local CORRUPT = {}  -- what p_load_q returns for such a value
+
+local function quarantine(id, raw, member)
+  local s_status = string.match(raw, '"status"%s*:%s*"(%a+)"')
+  local s_node = string.match(raw, '"node"%s*:%s*"([^"]*)"')
+  if not member then
+    local lo = string.match(raw, '"min"%s*:%s*"?(%-?%d+)')
+    local hi = string.match(raw, '"max"%s*:%s*"?(%-?%d+)')
+    if lo and hi then member = id .. ':' .. lo .. ':' .. hi end
+  end
+  local fresh = redis.call('ZADD', KEYS[K_CORRUPT], 'NX', now_ms(), id) == 1
+  local was
+  if redis.call('ZREM', KEYS[K_LEASES], id) == 1 then
+    was = HOLDS[s_status] and s_status or nil
+    if not was then  -- claimed only through the strategy API: running is likelier
+      was = tonumber(redis.call('HGET', KEYS[K_STATS], 'running') or '0') > 0 and 'running' or 'claimed'
+    end
+    if s_node and s_node ~= '' and redis.call('HINCRBY', KEYS[K_INFLIGHT], s_node, -1) <= 0 then
+      redis.call('HDEL', KEYS[K_INFLIGHT], s_node)
+    end
+  elseif redis.call('ZREM', KEYS[K_FAILED], id) == 1 then
+    was = 'failed'
+  elseif member and redis.call('ZREM', KEYS[K_PENDING], member) == 1 then
+    was = 'pending'
+  else  -- in no status index: completed, or pending under a range it no longer says
+    was = (s_status == 'pending') and 'pending' or 'completed'
+  end
+  if not fresh then return false, member end  -- counted when first found
+  stat(was, -1)
+  stat('corrupt', 1)
+  stat('quarantined', 1)
+  return true, member
 end
 
 -- Writes by a partition's owner are accepted only from the node that holds

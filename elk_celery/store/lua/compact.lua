@@ -110,8 +110,8 @@ for i = 1, n do
   if not id then break end
   -- a hole [wm, lo - 1] before this partition stops the run, unless empty
   if lo ~= wm and less(wm, lo) and not empty_hole(wm, dec(lo)) then break end
-  local p = p_load(i, id)
-  if not p or p.status ~= 'completed' then break end
+  local p = p_load_q(i, id, m)  -- a corrupt one is quarantined: its state is unknown
+  if not p or p == CORRUPT or p.status ~= 'completed' then break end
   redis.call('ZREM', KEYS[K_IDS], m)
   p_delete(i, id)
   local nxt = inc(hi)
