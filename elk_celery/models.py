@@ -191,7 +191,16 @@ class PartitionStats:
 
     @classmethod
     def from_hash(cls, h: Mapping[bytes | str, bytes | str]) -> PartitionStats:
-        c = {(k.decode() if isinstance(k, bytes) else k): int(v) for k, v in h.items()}
+        c: dict[str, int] = {}
+        for k, v in h.items():
+            key = k.decode() if isinstance(k, bytes) else k
+            try:
+                c[key] = int(v)
+            except ValueError:
+                raise CorruptPartition(
+                    f"stats field {key!r} holds {v.decode(errors='replace') if isinstance(v, bytes) else v!r}, "
+                    "not an integer: someone edited the stats hash; set it to the recount "
+                    "(partitions with that status) or reset the namespace") from None
         return cls(
             total_count=c.get("total", 0), pending_count=c.get("pending", 0),
             claimed_count=c.get("claimed", 0), running_count=c.get("running", 0),

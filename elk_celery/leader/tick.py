@@ -10,7 +10,8 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any, Callable
 
-from ..errors import PartitionConflict, PlannerError, StaleLeaderError
+from ..errors import InvalidPartition, PlannerError, StaleLeaderError
+from ..store.connection import text
 from ..planners import checked_next_max, checked_size
 from ..worker.node import is_registered, node_id
 from ..hooks import timed
@@ -165,7 +166,13 @@ def plan(job: Job, epoch: int, live: int,
             pending_raw, cursor_raw = pipe.execute()  # one round trip per round
             if int(pending_raw or 0) >= cap:
                 break
-            cursor = int(cursor_raw)
+            try:
+                cursor = int(cursor_raw)
+            except (TypeError, ValueError):
+                raise PlannerError(
+                    f"the planning cursor {text(cursor_raw)!r} (meta 'cursor') is not an integer: "
+                    "someone edited it; set it to the first ID not yet planned, or `elk reset` "
+                    "the namespace") from None
             range_size = size * live * multiple
             nxt = checked_next_max(planner, cursor, range_size)
             if nxt < cursor:
@@ -188,7 +195,7 @@ def plan(job: Job, epoch: int, live: int,
                 sent += after_round()
                 t0 += time.perf_counter() - t1  # sending is not planning time
         store.redis.hdel(store.keys.meta, "planner_error")
-    except (PlannerError, PartitionConflict) as exc:
+    except (PlannerError, InvalidPartition) as exc:  # PartitionConflict is one too
         # planning stops for this round; recovery and dispatch still run
         error = str(exc)
         log.error("elk: %s: planning stopped: %s", job.namespace, exc)

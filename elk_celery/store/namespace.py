@@ -64,11 +64,14 @@ class NamespaceStore:
         return LeaderState(bool(int(r[0])), int(r[1]), text(r[2]), text(r[3]))
 
     def leader(self) -> tuple[str, int] | None:
-        """(holder node, epoch) of the current lease, or None."""
+        """(holder node, epoch) of the current lease, or None (also when the
+        key holds something else: the next election overwrites it)."""
         cur = self.redis.get(self.keys.leader)
         if not cur:
             return None
         holder, _, epoch = text(cur).rpartition("|")
+        if not holder or not epoch.isdigit():
+            return None
         return holder, int(epoch)
 
     # -- nodes ----------------------------------------------------------------
