@@ -331,6 +331,13 @@ def partitioned_task(fn: Callable[P, R] | None = None, *, planner: PartitionPlan
                        options=dict(options or {}), overrides=dict(settings),
                        task_options=dict(task_options or {}))
         with _SPECS_LOCK:
+            # refused before it is kept: a spec that can't be registered would
+            # make every later Elk(app) fail too
+            for other in _SPECS:
+                if other.namespace == spec.namespace and other.name != spec.name:
+                    raise ConfigError(
+                        f"two partitioned tasks use namespace {spec.namespace!r} "
+                        f"({other.name}, {spec.name}): give each its own")
             _SPECS.append(spec)
             for app in list(celery_state._get_active_apps()):  # type: ignore[attr-defined]
                 elk = getattr(app, "_elk", None)

@@ -180,6 +180,15 @@ def _int(value: Any) -> int | None:
     return None if value is None or value == b"" or value == "" else int(text(value))
 
 
+def _meta_int(name: str, value: Any) -> int | None:
+    """A number kept in the namespace's meta hash, or a clear error."""
+    try:
+        return _int(value)
+    except ValueError:
+        raise PlannerError(f"meta {name!r} holds {text(value)!r}, not an integer: someone edited "
+                           "it; set it right or `elk reset` the namespace") from None
+
+
 def _merge(gaps: list[Gap]) -> list[Gap]:
     """Sorted, with touching gaps joined (a remembered tail gap and the new
     gap that continues it are one gap, as a full scan sees it)."""
@@ -228,11 +237,11 @@ class GapDetector:
         (cursor, start, watermark, checked, sig_stored, remembered_raw), (created, total), \
             top, failed_total = pipe.execute()
 
-        start_id = _int(start)
+        start_id = _meta_int("start_id", start)
         if start_id is None:
             start_id = int(self.store.settings.start_id)
-        watermark_i = _int(watermark)
-        cursor_i = _int(cursor)
+        watermark_i = _meta_int("watermark", watermark)
+        cursor_i = _meta_int("cursor", cursor)
         if cursor_i is not None:
             end_id = cursor_i - 1
         elif top:  # no planning cursor (partitions made through the strategy API)

@@ -10,6 +10,21 @@ from typing import Any, Mapping
 
 from .errors import CorruptPartition, InvalidPartition
 
+#: The numbers the scripts take exactly (Lua numbers are doubles, exact only
+#: below 2^53, and Redis's cjson writes numbers with 14 significant digits;
+#: so ids and counts travel and are stored as decimal strings). A partition
+#: id leaves room for the leader's next id (an int64 counter).
+MAX_PARTITION_ID = 2**63 - 2
+#: First and last ID of a range: int64, as in SQL tables.
+MIN_ID, MAX_ID = -(2**63), 2**63 - 1
+#: Items one partition may report: exact in Lua arithmetic.
+MAX_ITEMS = 2**53 - 1
+#: Fences and epochs are Redis server time in ms plus claims (well below
+#: this until the year 5138); compared as the scripts print them.
+MAX_FENCE = 10**14 - 1
+#: Partition versions (compared as the scripts print them, like fences).
+MAX_EXACT_VERSION = 10**14 - 1
+
 
 class Status(str, Enum):
     """Partition status; compares equal to (and prints as) its plain value."""
@@ -93,6 +108,27 @@ class Partition:
             ) from None
 
 
+def check_int(value: Any, name: str, lo: int, hi: int, hint: str = "") -> int:
+    """``value`` if it is an int within ``lo..hi``, else :class:`InvalidPartition`
+    naming ``name``, the bounds and what was given (``hint`` says what to pass)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidPartition(f"{name} must be an integer, got {value!r}{hint}")
+    if not lo <= value <= hi:
+        bounds = f">= 0 and <= {hi}" if lo == 0 else f"between {lo} and {hi}"
+        raise InvalidPartition(f"{name} must be {bounds}, got {value}{hint}")
+    return value
+
+
+def check_node(node_id: Any) -> str:
+    if not isinstance(node_id, str) or not node_id:
+        raise InvalidPartition(f"node_id must be a non-empty string, got {node_id!r}")
+    return node_id
+
+
+def check_fence(fence: Any) -> int:
+    return check_int(fence, "fence", 0, MAX_FENCE, " (pass the fence token your claim returned)")
+
+
 def coerce_partition(item: Partition | Mapping[str, Any]) -> Partition:
     """Accept a Partition or a mapping with partition_id, min_id, max_id."""
     if isinstance(item, Partition):
@@ -109,8 +145,9 @@ def coerce_partition(item: Partition | Mapping[str, Any]) -> Partition:
         value = getattr(p, name)
         if isinstance(value, bool) or not isinstance(value, int):
             raise InvalidPartition(f"partition {name} must be an integer, got {value!r}")
-    if p.partition_id < 0:
-        raise InvalidPartition(f"partition_id must be >= 0, got {p.partition_id}")
+    check_int(p.partition_id, "partition_id", 0, MAX_PARTITION_ID, " (2^63 - 2 is the largest)")
+    check_int(p.min_id, "min_id", MIN_ID, MAX_ID, " (IDs are int64)")
+    check_int(p.max_id, "max_id", MIN_ID, MAX_ID, " (IDs are int64)")
     if p.min_id > p.max_id:
         raise InvalidPartition(
             f"partition {p.partition_id}: min_id {p.min_id} > max_id {p.max_id} "
@@ -136,6 +173,9 @@ class PartitionStats:
     recovered: int = 0
     retried: int = 0
     counters: dict[str, int] = field(default_factory=dict)
+    #: partitions whose stored value is not an elk partition (not in the
+    #: status counts; ``total_count`` includes them)
+    quarantined_count: int = 0
 
     @property
     def completion_rate(self) -> float:
@@ -151,21 +191,30 @@ class PartitionStats:
 
     @classmethod
     def from_hash(cls, h: Mapping[bytes | str, bytes | str]) -> PartitionStats:
-        c = {(k.decode() if isinstance(k, bytes) else k): int(v) for k, v in h.items()}
+        c: dict[str, int] = {}
+        for k, v in h.items():
+            key = k.decode() if isinstance(k, bytes) else k
+            try:
+                c[key] = int(v)
+            except ValueError:
+                raise CorruptPartition(
+                    f"stats field {key!r} holds {v.decode(errors='replace') if isinstance(v, bytes) else v!r}, "
+                    "not an integer: someone edited the stats hash; set it to the recount "
+                    "(partitions with that status) or reset the namespace") from None
         return cls(
             total_count=c.get("total", 0), pending_count=c.get("pending", 0),
             claimed_count=c.get("claimed", 0), running_count=c.get("running", 0),
             completed_count=c.get("completed", 0), failed_count=c.get("failed", 0),
             items_processed=c.get("items", 0), stale_writes=c.get("stale_writes", 0),
             preempted=c.get("preempted", 0), recovered=c.get("recovered", 0),
-            retried=c.get("retried", 0), counters=c,
+            retried=c.get("retried", 0), counters=c, quarantined_count=c.get("corrupt", 0),
         )
 
     def as_dict(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in (
             "total_count", "pending_count", "claimed_count", "running_count",
             "completed_count", "failed_count", "items_processed", "stale_writes",
-            "preempted", "recovered", "retried")}
+            "preempted", "recovered", "retried", "quarantined_count")}
         d["completion_rate"] = self.completion_rate
         d["failure_rate"] = self.failure_rate
         return d

@@ -23,8 +23,9 @@ records = sa.Table(
     sa.Column("result", sa.Integer, nullable=True),
     # the elk node (worker start) whose write holds
     sa.Column("processed_by", sa.Text, nullable=True),
-    # the fence token of the partition claim that wrote the row
-    sa.Column("fence", sa.Integer, nullable=False, server_default="0"),
+    # the fence token of the partition claim that wrote the row (64 bits:
+    # fences start from Redis server time in milliseconds)
+    sa.Column("fence", sa.BigInteger, nullable=False, server_default="0"),
 )
 
 

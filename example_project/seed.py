@@ -6,8 +6,8 @@
     EXAMPLE_DB_URL=postgresql://postgres@127.0.0.1:5432/test python -m example_project.seed
 
 Recreating the table also resets the job's namespace in Redis when
-``--reset-job`` is given (fence tokens start again at 1, so the rows must be
-fresh too: see README).
+``--reset-job`` is given (so the job starts again on the fresh rows: see
+README).
 """
 
 from __future__ import annotations

@@ -46,6 +46,7 @@ def counts(t: Target) -> dict[str, Any]:
         "total": total, "pending": c.get("pending", 0), "claimed": c.get("claimed", 0),
         "running": c.get("running", 0), "completed": done, "failed": failed,
         "items_processed": c.get("items", 0), "compacted": c.get("compacted", 0),
+        "quarantined": c.get("corrupt", 0),
         "remaining": max(0, total - done - failed),
         "per_node": per_node,
     }
@@ -127,7 +128,10 @@ def status(t: Target, first: dict[str, Any] | None = None,
         "live_nodes": sum(1 for n in nodes if n.alive),
         "counts": {k: now_counts[k] for k in ("total", "pending", "claimed", "running",
                                               "completed", "failed", "remaining",
-                                              "compacted")},
+                                              "compacted", "quarantined")},
+        # stored values that are not elk partitions, left out of the job
+        "quarantined": [{"partition_id": pid, "found_at": found}
+                        for pid, found in store.strategy.quarantined(INFLIGHT_LIMIT)],
         "items_processed": now_counts["items_processed"],
         "progress": round(now_counts["completed"] / total, 6) if total else 0.0,
         "done": total > 0 and now_counts["remaining"] == 0,

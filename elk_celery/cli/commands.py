@@ -130,6 +130,13 @@ def _render_status(console: Console, s: dict[str, Any]) -> None:
                                             "completed", "failed")),
                    f"{s['items_processed']:,}")
     console.print(Padding(counts, (0, 0, 0, 2), expand=False))
+    if c.get("quarantined"):
+        ids = ", ".join(str(q["partition_id"]) for q in s["quarantined"])
+        more = ", ..." if c["quarantined"] > len(s["quarantined"]) else ""
+        console.print(f"  [red]quarantined:[/] {c['quarantined']} partition(s) ({ids}{more}): their "
+                      "stored values are not elk partitions and the job goes on without them; "
+                      "inspect them, then delete them (strategy.delete_partitions) to have "
+                      "their ranges planned again")
     t = s["throughput"]
     console.print(f"  progress: {s['progress'] * 100:.1f}%  throughput: "
                   f"{_fmt_rate(t['partitions_per_s'], 'partitions')}, "

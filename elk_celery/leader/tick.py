@@ -10,7 +10,8 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any, Callable
 
-from ..errors import PartitionConflict, PlannerError, StaleLeaderError
+from ..errors import InvalidPartition, PlannerError, StaleLeaderError
+from ..store.connection import text
 from ..planners import checked_next_max, checked_size
 from ..worker.node import is_registered, node_id
 from ..hooks import timed
@@ -180,7 +181,11 @@ def recover(job: Job, epoch: int) -> tuple[int, int]:
     store = job.store
     # store.recover reads the lease index itself and skips the script when empty
     with timed(job.elk.hooks, "recover"):
-        back, failed = store.recover(epoch)
+        back, failed, quarantined = store.recover(epoch)
+    if quarantined:  # once: the script reports only partitions it just quarantined
+        log.error("elk: %s: quarantined partition(s) %s: their stored values are not elk "
+                  "partitions; the job carries on without them (see `elk status`; delete "
+                  "them to have their ranges planned again)", job.namespace, quarantined)
     if back or failed:
         log.warning("elk: %s: recovered partitions %s%s", job.namespace, back,
                     f", failed for good {failed}" if failed else "")
@@ -188,7 +193,7 @@ def recover(job: Job, epoch: int) -> tuple[int, int]:
     return len(back), len(failed)
 
 
-def plan(job: Job, epoch: int, want: int, cursor: int | None,
+def plan(job: Job, epoch: int, want: int, cursor: int | str | None,
          after_first: Callable[[], int] | None = None) -> tuple[int, int | None, str | None]:
     """Create up to ``want`` partitions for new IDs from the planning cursor
     on, in calls of up to :data:`PLAN_CHUNK`; ``after_first`` (which sends
@@ -203,6 +208,11 @@ def plan(job: Job, epoch: int, want: int, cursor: int | None,
         if cursor is None:
             store.init_plan(s.start_id)
             cursor = s.start_id
+        elif not isinstance(cursor, int):
+            raise PlannerError(
+                f"the planning cursor {cursor!r} (meta 'cursor') is not an integer: "
+                "someone edited it; set it to the first ID not yet planned, or `elk reset` "
+                "the namespace")
         while created < want and time.perf_counter() - t0 - spent_sending < PLAN_BUDGET:
             n_max = min(want - created, PLAN_CHUNK)
             nxt = checked_next_max(planner, cursor, size * n_max)
@@ -221,7 +231,7 @@ def plan(job: Job, epoch: int, want: int, cursor: int | None,
                 after_first = None
                 spent_sending += time.perf_counter() - t1  # sending is not planning time
         store.clear_planner_error()
-    except (PlannerError, PartitionConflict) as exc:
+    except (PlannerError, InvalidPartition) as exc:  # PartitionConflict is one too
         # planning stops for this round; recovery and dispatch still run
         error = str(exc)
         log.error("elk: %s: planning stopped: %s", job.namespace, exc)

@@ -35,7 +35,7 @@ log = logging.getLogger("elk_celery.metrics")
 BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
 
 #: Stats hash fields that are not event counters (status counts and the total).
-_NOT_EVENTS = frozenset([s.value for s in Status] + ["total", "items"])
+_NOT_EVENTS = frozenset([s.value for s in Status] + ["total", "items", "corrupt"])
 #: Per-host completion counters in the stats hash (complete.lua), by prefix.
 NODE_COUNTERS = {"node_partitions:": "elk_cluster_node_partitions_completed_total",
                  "node_items:": "elk_cluster_node_items_processed_total"}
@@ -45,6 +45,7 @@ CLUSTER_FAMILY_TYPES: dict[str, str] = {
     "elk_cluster_up": "gauge",
     "elk_cluster_scrape_duration_seconds": "gauge",
     "elk_cluster_partitions": "gauge",
+    "elk_cluster_quarantined_partitions": "gauge",
     "elk_cluster_items_processed_total": "counter",
     "elk_cluster_events_total": "counter",
     "elk_cluster_leader_present": "gauge",
@@ -68,7 +69,10 @@ CLUSTER_FAMILY_TYPES: dict[str, str] = {
 _HELP = {
     "elk_cluster_up": "1 if the namespace's state could be read from Redis on this scrape.",
     "elk_cluster_scrape_duration_seconds": "Time taken to read the namespace's state from Redis.",
-    "elk_cluster_partitions": "Partitions of the namespace by status (sum them for the total).",
+    "elk_cluster_partitions": "Partitions of the namespace by status (with the quarantined ones, "
+                              "the total).",
+    "elk_cluster_quarantined_partitions":
+        "Partitions whose stored value is not an elk partition, left out of the job.",
     "elk_cluster_items_processed_total": "Items processed by completed partitions, whole cluster.",
     "elk_cluster_events_total": "Partition and leader events counted by the Redis scripts, by event.",
     "elk_cluster_leader_present": "1 if a node holds the namespace's leader lease.",
@@ -192,6 +196,7 @@ def _add_state(ns: str, st: dict[str, Any], fam: Families) -> None:
     stats = PartitionStats.from_hash(st["stats"])
     for status in Status:
         fam["elk_cluster_partitions"].add_metric([ns, status.value], getattr(stats, f"{status.value}_count"))
+    fam["elk_cluster_quarantined_partitions"].add_metric([ns], stats.quarantined_count)
     fam["elk_cluster_items_processed_total"].add_metric([ns], stats.items_processed)
     for event, value in sorted(stats.counters.items()):
         prefix = next((p for p in NODE_COUNTERS if event.startswith(p)), None)

@@ -36,7 +36,8 @@ class Flow:
     slots: int
     breaker: str
     breaker_opened_ms: int
-    cursor: int | None
+    #: the planning cursor; a str when meta holds something that is not an integer
+    cursor: int | str | None
 
 
 @dataclass(frozen=True)
@@ -94,11 +95,14 @@ class NamespaceStore:
         return LeaderState(bool(int(r[0])), int(r[1]), text(r[2]), text(r[3]))
 
     def leader(self) -> tuple[str, int] | None:
-        """(holder node, epoch) of the current lease, or None."""
+        """(holder node, epoch) of the current lease, or None (also when the
+        key holds something else: the next election overwrites it)."""
         cur = self.redis.get(self.keys.leader)
         if not cur:
             return None
         holder, _, epoch = text(cur).rpartition("|")
+        if not holder or not epoch.isdigit():
+            return None
         return holder, int(epoch)
 
     # -- nodes ----------------------------------------------------------------
@@ -153,15 +157,19 @@ class NamespaceStore:
         return len(dead)
 
     # -- leader work ------------------------------------------------------------
-    def recover(self, epoch: int | str = "", limit: int = 1000) -> tuple[list[int], list[int]]:
-        """Take back partitions whose lease expired or whose owner died."""
+    def recover(self, epoch: int | str = "", limit: int = 1000,
+                ) -> tuple[list[int], list[int], list[int]]:
+        """Take back partitions whose lease expired or whose owner died:
+        (ids back to pending, ids failed for good, ids newly quarantined
+        because their stored value is not an elk partition)."""
         ids = [int(text(i)) for i in self.redis.zrange(self.keys.leases, 0, limit - 1)]
         if not ids:
-            return [], []
+            return [], [], []
         r = self._run("recover", [epoch, self.settings.max_retries, *ids], ids)
         if text(r[0]) != "ok":
             raise StaleLeaderError(f"{self.namespace}: epoch {epoch} is no longer the leader's")
-        return [int(text(i)) for i in r[1]], [int(text(i)) for i in r[2]]
+        return ([int(text(i)) for i in r[1]], [int(text(i)) for i in r[2]],
+                [int(text(i)) for i in r[3]])
 
     def dispatch(self, epoch: int | str = "", limit: int = 1000,
                  resend_after_ms: int | None = None, *, refill_below: int | None = None,
@@ -187,9 +195,13 @@ class NamespaceStore:
     def flow(self, with_slots: bool = True) -> Flow:
         """One read of what the leader sizes its round by (store/lua/flow.lua)."""
         r = self._run("flow", ["1" if with_slots else "0"])
-        cursor = text(r[9])
+        raw = text(r[9])
+        try:
+            cursor: int | str | None = int(raw) if raw else None
+        except ValueError:
+            cursor = raw  # edited by hand: planning reports it (leader/tick.py)
         return Flow(int(r[0]), int(r[1]), int(r[2]), int(r[3]), int(r[4]), int(r[5]),
-                    int(r[6]), text(r[7]), int(r[8]), int(cursor) if cursor else None)
+                    int(r[6]), text(r[7]), int(r[8]), cursor)
 
     def plan_range(self, epoch: int | str, cursor: int, last: int, size: int) -> tuple[int, int]:
         """Create pending partitions of ``size`` IDs for ``cursor..last`` in one

@@ -17,7 +17,9 @@ import redis
 from ..errors import (CorruptPartition, InvalidPartition, PartitionConflict,
                       StaleFenceError, VersionConflict)
 from ..keys import Keys
-from ..models import Claim, Partition, PartitionStats, Status, coerce_partition
+from ..models import (MAX_EXACT_VERSION, MAX_ITEMS, MAX_PARTITION_ID, Claim, Partition,
+                      PartitionStats, Status, check_fence, check_int, check_node,
+                      coerce_partition)
 from ..settings import ElkSettings
 from ..store.connection import redis_from_url, text
 from ..store.line import Line, Owed, bulk
@@ -34,10 +36,26 @@ class StrategyType(str, Enum):
 
 def _translate(exc: redis.ResponseError) -> Exception:
     msg = str(exc)
-    for tag, cls in (("ELK_CONFLICT", PartitionConflict), ("ELK_CORRUPT", CorruptPartition)):
+    for tag, cls in (("ELK_CONFLICT", PartitionConflict), ("ELK_CORRUPT", CorruptPartition),
+                     ("ELK_INVALID", InvalidPartition)):
         if tag in msg:
             return cls(msg[msg.index(tag) + len(tag):].split(" script:")[0].strip())
     return exc
+
+
+def _pid(partition_id: Any) -> int:
+    return check_int(partition_id, "partition_id", 0, MAX_PARTITION_ID)
+
+
+def _token(token: Any) -> str:
+    if not isinstance(token, str) or len(token) > 200:
+        raise InvalidPartition(f"a claim token must be a string of at most 200 characters, got {token!r}")
+    return token
+
+
+def _items(items: Any) -> int:
+    return check_int(items, "items_processed", 0, MAX_ITEMS,
+                     " (return the number of items the partition processed)")
 
 
 class PartitionStrategy(ABC):
@@ -86,17 +104,69 @@ class PartitionStrategy(ABC):
 
     # -- reading -------------------------------------------------------------
     def get_partition(self, partition_id: int) -> Partition | None:
+        """The partition, or None; :class:`CorruptPartition` if its stored
+        value is not an elk partition (quarantined or not)."""
         raw = self._raw_many([partition_id])[0]
-        return None if raw is None else Partition.from_json(raw, partition_id)
+        if raw is None:
+            return None
+        try:
+            return Partition.from_json(raw, partition_id)
+        except CorruptPartition as exc:
+            if self._quarantined_ids([partition_id]):
+                raise CorruptPartition(
+                    f"{exc} (quarantined: out of every status index; delete it with "
+                    "delete_partitions() and gap detection plans its range again)") from None
+            raise
 
     def get_partitions(self, ids: Iterable[int]) -> list[Partition]:
+        """The partitions of ``ids`` that exist, leaving out quarantined ones."""
         ids = list(ids)
-        return [Partition.from_json(raw, pid)
-                for pid, raw in zip(ids, self._raw_many(ids)) if raw is not None]
+        return self._decode([(pid, raw) for pid, raw in zip(ids, self._raw_many(ids))
+                             if raw is not None])
 
     def get_all_partitions(self) -> list[Partition]:
-        parts = [Partition.from_json(raw, pid) for pid, raw in self._raw_all()]
-        return sorted(parts, key=lambda p: p.partition_id)
+        """Every partition by id, leaving out quarantined ones (:meth:`quarantined`)."""
+        return sorted(self._decode(self._raw_all()), key=lambda p: p.partition_id)
+
+    def _decode(self, pairs: Iterable[tuple[Any, Any]]) -> list[Partition]:
+        """Partitions from (id, JSON); a corrupt value raises
+        :class:`CorruptPartition` unless it is quarantined (then it is left out)."""
+        out: list[Partition] = []
+        bad: list[tuple[Any, CorruptPartition]] = []
+        for pid, raw in pairs:
+            try:
+                out.append(Partition.from_json(raw, pid))
+            except CorruptPartition as exc:
+                bad.append((pid, exc))
+        if bad:
+            known = self._quarantined_ids([pid for pid, _ in bad])
+            for pid, error in bad:
+                if str(pid) not in known:
+                    raise error
+        return out
+
+    def _quarantined_ids(self, ids: Sequence[Any]) -> set[str]:
+        pipe = self.redis.pipeline(transaction=False)
+        for pid in ids:
+            pipe.zscore(self.keys.corrupt, str(pid))
+        return {str(pid) for pid, score in zip(ids, pipe.execute()) if score is not None}
+
+    # -- quarantine (a stored value that is not an elk partition) -----------
+    def quarantined(self, limit: int | None = None) -> list[tuple[int, float]]:
+        """(partition id, when it was found, Unix seconds) of every quarantined
+        partition, oldest first."""
+        end = -1 if limit is None else max(1, limit) - 1
+        entries: Any = self.redis.zrange(self.keys.corrupt, 0, end, withscores=True)
+        return [(int(text(m)), float(score) / 1000) for m, score in entries]
+
+    def quarantine(self, partition_id: int, min_id: int | None = None,
+                   max_id: int | None = None) -> bool:
+        """Quarantine ``partition_id`` if its stored value is not an elk
+        partition (``min_id..max_id``: its range, when known from elsewhere,
+        e.g. a task message). True when newly quarantined; a readable
+        partition is left alone."""
+        rng = "" if min_id is None or max_id is None else f"{int(min_id)}:{int(max_id)}"
+        return text(self._run("quarantine", [_pid(partition_id)], [partition_id, rng])) == "quarantined"
 
     def get_filtered_partitions(self, status: str | Status | Iterable[str | Status] | None = None,
                                 node_id: str | None = None, limit: int | None = None,
@@ -150,7 +220,7 @@ class PartitionStrategy(ABC):
     def _create(self, batch: Sequence[Partition], epoch: int | str = "",
                 expected_cursor: str = "", new_cursor: str = "") -> list[Any]:
         payload = json.dumps([
-            {"id": p.partition_id, "min": str(p.min_id), "max": str(p.max_id),
+            {"id": str(p.partition_id), "min": str(p.min_id), "max": str(p.max_id),
              "opts": json.dumps(p.options, separators=(",", ":")) if p.options else ""}
             for p in batch], separators=(",", ":"))
         reply = self._run("create", [p.partition_id for p in batch],
@@ -162,14 +232,19 @@ class PartitionStrategy(ABC):
         """Compare-and-set: write status, node, error, options and items of
         ``partition`` if the stored version is still ``expected_version``
         (default: ``partition.version``, the version it was read at)."""
+        _pid(partition.partition_id)
+        if not isinstance(partition.node_id, str):
+            raise InvalidPartition(f"node_id must be a string, got {partition.node_id!r}")
         fields: dict[str, Any] = {
             "status": Status.parse(partition.status).value,
             "node": partition.node_id,
             "error": partition.error if partition.error is not None else None,
             "opts": json.dumps(partition.options, separators=(",", ":")) if partition.options else "",
-            "items": int(partition.items_processed),
+            "items": str(_items(partition.items_processed)),
         }
         version = partition.version if expected_version is None else expected_version
+        check_int(version, "expected_version", 0, MAX_EXACT_VERSION,
+                  " (the version the partition was read at)")
         reply = self._run("update", [partition.partition_id], [
             partition.partition_id, version, json.dumps(fields),
             self.settings.ms("partition_lock_expiry")])
@@ -192,14 +267,39 @@ class PartitionStrategy(ABC):
         return self.delete_partitions([partition_id]) == 1
 
     def delete_partitions(self, partition_ids: Iterable[int]) -> int:
-        ids = [int(i) for i in partition_ids]
-        return int(self._run("delete", ids, ids)) if ids else 0
+        """Delete partitions whatever their status (missing ones are skipped).
+        A quarantined one goes with its entry in the ``ids`` index, found by
+        reading that index when its value no longer says its range."""
+        ids = [_pid(i) for i in partition_ids]
+        if not ids:
+            return 0
+        args: list[Any] = list(ids)
+        quarantined = self._quarantined_ids(ids)
+        if quarantined:
+            members = self._members_of(quarantined)
+            args = [members.get(str(pid), pid) for pid in ids]
+        return int(self._run("delete", ids, args))
+
+    def _members_of(self, ids: set[str]) -> dict[str, str]:
+        """The ``ids`` index entries ("id:min:max") of ``ids``: reads the index
+        (an operator's path, for partitions whose value lost its range)."""
+        found: dict[str, str] = {}
+        start, step = 0, 10_000
+        while len(found) < len(ids):
+            chunk = [text(m) for m in self.redis.zrange(self.keys.ids, start, start + step - 1)]
+            for m in chunk:
+                if m.split(":", 1)[0] in ids:
+                    found[m.split(":", 1)[0]] = m
+            if len(chunk) < step:
+                break
+            start += step
+        return found
 
     def retry_failed(self, partition_ids: Iterable[int] | None = None) -> list[int]:
         """Re-queue failed partitions (all of them by default) with fresh attempts."""
         if partition_ids is None:
             partition_ids = [int(text(m)) for m in self.redis.zrange(self.keys.failed, 0, -1)]
-        ids = [int(i) for i in partition_ids]
+        ids = [_pid(i) for i in partition_ids]
         return [int(text(i)) for i in self._run("retry_failed", ids, ids)] if ids else []
 
     # -- ownership ------------------------------------------------------------
@@ -208,27 +308,34 @@ class PartitionStrategy(ABC):
 
     def claim(self, partition_id: int, node_id: str, *, target: str = "running",
               window: int = 0, allow_preemption: bool | None = None, force: bool = False,
-              defer: bool = True, require_live_node: bool = False) -> Claim:
-        """The hot path: one script call, a compact :class:`Claim`."""
+              defer: bool = True, require_live_node: bool = False, token: str = "") -> Claim:
+        """The hot path: one script call, a compact :class:`Claim`.
+
+        ``token`` names this claim: a retry with the same token (after a
+        lost reply) gets the partition back, unchanged, if this node still
+        holds it under that token. Use a new token for every claim you mean
+        to make (a duplicate message must not share one)."""
+        _pid(partition_id)
         args = self._claim_args(node_id, target, window, allow_preemption, force, defer,
                                 require_live_node)
-        r = self._run("claim", [partition_id], [*args, partition_id])
+        r = self._run("claim", [partition_id], [*args, _token(token), partition_id])
         return self._claim_reply(partition_id, r, 0)
 
     def claim_many(self, partition_ids: Iterable[int], node_id: str, *, target: str = "running",
                    window: int = 0, allow_preemption: bool | None = None, force: bool = False,
-                   defer: bool = True, require_live_node: bool = False) -> list[Claim]:
+                   defer: bool = True, require_live_node: bool = False,
+                   token: str = "") -> list[Claim]:
         """:meth:`claim` for several partitions in one script call (per
         :attr:`BATCH` ids), decided in order exactly as separate claims would
         be (so a task ``window`` admits the first ones). A corrupt partition
         fails its whole call with nothing claimed."""
-        ids = [int(i) for i in partition_ids]
+        ids = [_pid(i) for i in partition_ids]
         args = self._claim_args(node_id, target, window, allow_preemption, force, defer,
                                 require_live_node)
         out: list[Claim] = []
         for start in range(0, len(ids), self.BATCH):
             chunk = ids[start:start + self.BATCH]
-            r = self._run("claim", chunk, [*args, *chunk])
+            r = self._run("claim", chunk, [*args, _token(token), *chunk])
             out += [self._claim_reply(pid, r, 7 * k) for k, pid in enumerate(chunk)]
         return out
 
@@ -236,6 +343,8 @@ class PartitionStrategy(ABC):
                     allow_preemption: bool | None, force: bool, defer: bool,
                     require_live_node: bool) -> list[Any]:
         s = self.settings
+        check_node(node_id)
+        check_int(window, "window", 0, MAX_ITEMS, " (0 = no cap)")
         preempt = s.allow_preemption if allow_preemption is None else allow_preemption
         return [node_id, target, s.ms("partition_lock_expiry"),
                 "1" if preempt else "0", "1" if force else "0", window,
@@ -264,9 +373,10 @@ class PartitionStrategy(ABC):
         held = list(held)
         if not held:
             return []
-        args: list[Any] = [node_id, self.settings.ms("partition_lock_expiry"), "1" if start else "0"]
+        args: list[Any] = [check_node(node_id), self.settings.ms("partition_lock_expiry"),
+                           "1" if start else "0"]
         for pid, fence in held:
-            args += [pid, fence]
+            args += [_pid(pid), check_fence(fence)]
         return [int(text(i)) for i in self._run("renew", [p for p, _ in held], args)]
 
     def start_partition(self, partition_id: int, node_id: str, fence: int) -> None:
@@ -281,14 +391,16 @@ class PartitionStrategy(ABC):
     def release_partitions(self, node_id: str, held: Iterable[tuple[int, int | None]], *,
                            unregister: bool = False) -> list[int]:
         held = list(held)
-        args: list[Any] = [node_id, "1" if unregister else "0"]
+        args: list[Any] = [check_node(node_id), "1" if unregister else "0"]
         for pid, fence in held:
-            args += [pid, "" if fence is None else fence]
+            args += [_pid(pid), "" if fence is None else check_fence(fence)]
         return [int(text(i)) for i in self._run("release", [p for p, _ in held], args)]
 
     def complete_partition(self, partition_id: int, node_id: str, fence: int,
                            items_processed: int = 0) -> int:
-        """Mark done; raises :class:`StaleFenceError` unless ``node_id`` holds it with ``fence``."""
+        """Mark done; raises :class:`StaleFenceError` unless ``node_id`` holds it with
+        ``fence``. Completing again what this node completed with this fence
+        (a retry after a lost reply) returns its version, not an error."""
         result = self.complete_many(node_id, [(partition_id, fence, items_processed)])[0]
         if isinstance(result, StaleFenceError):
             raise result
@@ -301,9 +413,9 @@ class PartitionStrategy(ABC):
         each partition's new version, or the :class:`StaleFenceError` its
         write got (returned, not raised: the other completions stand)."""
         done = list(done)
-        for _, _, items in done:
-            if isinstance(items, bool) or not isinstance(items, int) or items < 0:
-                raise InvalidPartition(f"items_processed must be an integer >= 0, got {items!r}")
+        check_node(node_id)
+        for pid, fence, items in done:
+            _pid(pid), check_fence(fence), _items(items)
         breaker = "1" if self.settings.circuit_breaker_enabled else "0"
         out: list[int | StaleFenceError] = []
         for start in range(0, len(done), self.BATCH):
@@ -343,15 +455,18 @@ class PartitionStrategy(ABC):
                          common, bulk(*storage), head_b, bulk(*tail)))
 
     def worker_claim(self, partition_id: int, node_id: str, *, window: int = 0,
-                     require_live_node: bool = False) -> Claim:
+                     require_live_node: bool = False, token: str = "") -> Claim:
         """:meth:`claim` of one partition to run, on this process's :attr:`line`
         (the worker's hot path). Falls back to the ordinary client when the
-        line can't answer (a lost connection, or a script Redis forgot)."""
+        line can't answer (a lost connection, or a script Redis forgot),
+        with the same ``token``: if the lost try had claimed it, the retry
+        gets that claim back."""
+        _pid(partition_id)
         cmd = self._hot_command(
             "claim", ("claim", node_id, window, require_live_node),
             lambda: self._claim_args(node_id, "running", window, None, False, True,
                                      require_live_node),
-            [partition_id], [partition_id])
+            [partition_id], [_token(token), partition_id])
         try:
             r = self.line.call(cmd)
         except redis.ResponseError as exc:
@@ -362,7 +477,7 @@ class PartitionStrategy(ABC):
             r = None
         if r is None:
             return self.claim(partition_id, node_id, window=window,
-                              require_live_node=require_live_node)
+                              require_live_node=require_live_node, token=token)
         return self._claim_reply(partition_id, r, 0)
 
     def complete_send(self, owed: Owed, partition_id: int, node_id: str, fence: int,
@@ -370,6 +485,7 @@ class PartitionStrategy(ABC):
         """Send one completion on this process's :attr:`line` without waiting
         for its reply, which goes to ``owed``; :meth:`complete_reply` reads it
         (worker/completion.py)."""
+        _pid(partition_id), check_fence(fence), _items(items_processed)
         cmd = self._hot_command(
             "complete", ("complete", node_id),
             lambda: [node_id, "1" if self.settings.circuit_breaker_enabled else "0"],
@@ -387,6 +503,7 @@ class PartitionStrategy(ABC):
                        retryable: bool = True) -> tuple[str, float]:
         """Record a failure: ('retry', delay seconds) or ('failed', 0)."""
         s = self.settings
+        _pid(partition_id), check_node(node_id), check_fence(fence)
         r = self._run("fail", [partition_id], [
             partition_id, node_id, fence, str(error), s.max_retries, s.ms("retry_backoff"),
             s.ms("retry_backoff_max"), "1" if retryable else "0",

@@ -12,7 +12,8 @@ exits.
 Nothing is lost by not waiting: the script runs as soon as Redis reads it,
 before Celery acks the message. A reply that never arrives (Redis went
 away) is settled by writing the completion again, synchronously, which is
-safe: the write is fenced and a repeat of our own finds it done. Only the
+safe: the write is fenced and complete.lua answers a repeat of our own
+completion 'ok' (not a stale write). Only the
 outcome's report (hooks, metrics, a stale-owner warning) comes later.
 """
 
@@ -80,12 +81,8 @@ def settle(p: Pending) -> None:
                 p.store.strategy.complete_reply(p.reply, p.partition_id, p.node, p.fence)
                 outcome = "completed"
             except StaleFenceError as exc:
-                if (exc.current_status == "completed" and exc.current_node == p.node
-                        and exc.current_fence == p.fence):
-                    outcome = "completed"
-                else:
-                    log.warning("elk: %s", exc)
-                    outcome = "stale"
+                log.warning("elk: %s", exc)
+                outcome = "stale"
             except Exception:  # noqa: BLE001 - Redis away while reading the state
                 outcome = None
         if outcome is None:  # no reply (or NOSCRIPT): write it again

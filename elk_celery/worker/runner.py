@@ -9,14 +9,16 @@ refused. A processor that raises or returns garbage fails its partition
 from __future__ import annotations
 
 import logging
+import os
 import time
 import traceback
 from typing import TYPE_CHECKING, Any
 
 from celery import signals
 
-from ..errors import LeaseLost, ProcessorError, StaleFenceError
+from ..errors import CorruptPartition, LeaseLost, ProcessorError, StaleFenceError
 from ..hooks import timed
+from ..models import MAX_ITEMS
 from . import completion
 from .lease import Held, keeper
 from .node import is_registered, node_id, task_window
@@ -78,11 +80,16 @@ class PartitionContext:
 
 def _validate_items(result: Any, lo: int, hi: int) -> int:
     if result is None:
-        return hi - lo + 1
-    if isinstance(result, bool) or not isinstance(result, int) or result < 0:
+        whole = hi - lo + 1
+        if whole > MAX_ITEMS:
+            raise ProcessorError(
+                f"processor returned None for a range of {whole} IDs, more than the "
+                f"{MAX_ITEMS} items a partition may report: return the number of items processed")
+        return whole
+    if isinstance(result, bool) or not isinstance(result, int) or not 0 <= result <= MAX_ITEMS:
         raise ProcessorError(
             f"processor returned {result!r}: expected the number of items processed "
-            "(an int >= 0, or None to count the whole range)")
+            f"(an int from 0 to {MAX_ITEMS}, or None to count the whole range)")
     return result
 
 
@@ -93,10 +100,21 @@ def run_partition(task: Task, job: Job, partition_id: int, min_id: int, max_id: 
     ns, name = job.namespace, task.name
     # this process's last completion must have landed before the window is checked
     completion.settle_all()
+    # names this claim, so a retry after a lost reply finds it; not the task
+    # id alone: a message redelivered while its first delivery still runs
+    # (visibility timeout) must find the partition held, even on this node
+    token = f"{task.request.id or 'direct'}/{os.urandom(6).hex()}"
     t0 = time.perf_counter()
-    with timed(hooks, "claim"):
-        c = store.strategy.worker_claim(partition_id, node, window=task_window(s),
-                                        require_live_node=is_registered())
+    try:
+        with timed(hooks, "claim"):
+            c = store.strategy.worker_claim(partition_id, node, window=task_window(s),
+                                            require_live_node=is_registered(), token=token)
+    except CorruptPartition as exc:
+        # its stored value is not an elk partition: out of the way, once
+        if store.strategy.quarantine(partition_id, min_id, max_id):
+            log.error("elk: %s: quarantined partition %s: %s", ns, partition_id, exc)
+        hooks.on_claim(ns, node, name, "corrupt", duration=time.perf_counter() - t0, queued=None)
+        return "skipped: corrupt"
     queued = (time.time() * 1000 - dispatched_at) / 1000 if dispatched_at else None
     hooks.on_claim(ns, node, name, c.code, duration=time.perf_counter() - t0, queued=queued)
     if not c.ok:
@@ -177,7 +195,7 @@ def run_partition(task: Task, job: Job, partition_id: int, min_id: int, max_id: 
 def _complete(store: Any, hooks: Any, partition_id: int, node: str, fence: int, items: int,
               attempts: int = 5) -> str:
     """Record the completion, retrying Redis errors (safe: the write is fenced,
-    and a retry that finds it already done by us is a success)."""
+    and complete.lua answers a repeat of our own completion 'ok')."""
     delay = 0.2
     for attempt in range(attempts):
         try:
@@ -185,11 +203,11 @@ def _complete(store: Any, hooks: Any, partition_id: int, node: str, fence: int, 
                 store.strategy.complete_partition(partition_id, node, fence, items)
             return "completed"
         except StaleFenceError as exc:
-            if (exc.current_status == "completed" and exc.current_node == node
-                    and exc.current_fence == fence):
-                return "completed"  # an earlier try went through; its reply was lost
             log.warning("elk: %s", exc)
             return "stale"
+        except CorruptPartition as exc:  # the leader's recovery quarantines it
+            log.error("elk: could not record partition %s done: %s", partition_id, exc)
+            return "corrupt"
         except Exception as exc:  # noqa: BLE001 - Redis away: try again, then give up
             if attempt == attempts - 1:
                 log.error("elk: could not record partition %s done (%r); its lease will lapse "

@@ -77,9 +77,12 @@ def test_status_json(cli, namespace, state):
     out = as_json(cli("status", "-n", namespace, "--json", "--sample", 0))
     (s,) = out["namespaces"]
     assert s["namespace"] == namespace and s["exists"] and s["strategy"] == "hash"
-    assert s["leader"] == {"node_id": "node-a", "epoch": 1} and s["epoch"] == 1
+    epoch = state[1].leader()[1]
+    assert s["leader"] == {"node_id": "node-a", "epoch": epoch} and s["epoch"] == epoch
     assert s["counts"] == {"total": 9, "pending": 3, "claimed": 0, "running": 1,
-                           "completed": 4, "failed": 1, "remaining": 4, "compacted": 0}
+                           "completed": 4, "failed": 1, "remaining": 4, "compacted": 0,
+                           "quarantined": 0}
+    assert s["quarantined"] == []
     assert s["items_processed"] == 400 and s["done"] is False
     assert s["plan"]["cursor"] == 1001 and s["plan"]["start_id"] == 1
     nodes = {n["node_id"]: n for n in s["nodes"]}
@@ -153,9 +156,21 @@ def test_status_rates_each_worker_across_restarts(cli, redis_client, namespace):
 def test_status_text(cli, namespace, state):
     r = cli("status", "-n", namespace, "--sample", 0)
     assert r.exit_code == 0, r.output
-    for text in (namespace, "leader: node-a (epoch 1)", "planned: IDs 1..1000",
+    epoch = state[1].leader()[1]
+    for text in (namespace, f"leader: node-a (epoch {epoch})", "planned: IDs 1..1000",
                  "4[401..500] running", "breaker: closed", "nodes (2 live)"):
         assert text in r.output, (text, r.output)
+
+
+def test_status_shows_quarantined_partitions(cli, namespace, state, redis_client):
+    st, _ = state
+    redis_client.hset(st.keys.partitions, "6", "not an elk partition")
+    assert st.quarantine(6, 601, 700)
+    s = as_json(cli("status", "-n", namespace, "--json", "--sample", 0))["namespaces"][0]
+    assert s["counts"]["quarantined"] == 1 and s["counts"]["pending"] == 2
+    assert [q["partition_id"] for q in s["quarantined"]] == [6]
+    r = cli("status", "-n", namespace, "--sample", 0)
+    assert "quarantined: 1 partition(s) (6)" in r.output and "delete" in r.output, r.output
 
 
 def test_status_of_an_unknown_namespace(cli, namespace):
@@ -436,7 +451,7 @@ def _check_status(proc, namespace):
     (s,) = json.loads(proc.stdout)["namespaces"]
     assert s["namespace"] == namespace
     assert s["task"] == "tests.cli.elk_cli_app.process"  # the app's job was found
-    assert s["leader"] == {"node_id": "node-a", "epoch": 1}
+    assert s["leader"]["node_id"] == "node-a" and s["leader"]["epoch"] == s["epoch"] > 1
     assert s["counts"]["total"] == 9
     return s
 

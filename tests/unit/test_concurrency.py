@@ -103,19 +103,20 @@ def test_processes_racing_for_partitions_get_exactly_one_winner_each(
                 p.join()
     assert all(p.exitcode == 0 for p in procs), [p.exitcode for p in procs]
 
-    # round 1: every partition claimed exactly once, with fence 1
+    # round 1: every partition claimed exactly once
     claims = [(pid, fence) for won in got["claim"].values() for pid, fence in won]
     assert sorted(pid for pid, _ in claims) == list(range(N_PARTS))
-    assert {fence for _, fence in claims} == {1}
+    first = dict(claims)
     assert sum(1 for won in got["claim"].values() if won) >= 2, "no race happened"
 
-    # round 2: every partition preempted exactly once, fence 2, owner = the winner
+    # round 2: every partition preempted exactly once, a higher fence, owner = the winner
     taken = {pid: (idx, fence) for idx, won in got["preempt"].items() for pid, fence in won}
     assert sum(len(won) for won in got["preempt"].values()) == N_PARTS
     assert sorted(taken) == list(range(N_PARTS))
     for p in strategy.get_all_partitions():
         idx, fence = taken[p.partition_id]
-        assert (p.node_id, p.fence, fence, str(p.status)) == (f"w{idx}-heir", 2, 2, "claimed")
+        assert (p.node_id, p.fence, str(p.status)) == (f"w{idx}-heir", fence, "claimed")
+        assert fence > first[p.partition_id]
 
     # round 3: every late write of a round-1 owner was refused and counted
     assert sum(s for s, _ in got["stale"].values()) == N_PARTS

@@ -24,7 +24,7 @@ def test_worker_claim_answers_like_claim(strategy):
     _create(strategy)
     a = strategy.worker_claim(1, "n1", window=2)
     b = strategy.claim(2, "n1", window=2)
-    assert (a.code, a.fence, a.attempts, a.min_id, a.max_id) == ("ok", 1, 1, 11, 20)
+    assert (a.code, a.attempts, a.min_id, a.max_id) == ("ok", 1, 11, 20) and a.fence > 0
     assert a.options == {"k": 1} and b.options == {"k": 2}
     # the window counts claims made either way
     c = strategy.worker_claim(3, "n1", window=2)
@@ -38,7 +38,7 @@ def test_worker_claim_loads_a_forgotten_script(strategy, redis_client):
     strategy.worker_claim(1, "n1")
     redis_client.script_flush()  # as after a Redis restart
     c = strategy.worker_claim(2, "n1")
-    assert c.ok and c.fence == 1
+    assert c.ok and c.fence > 0
     assert redis_client.script_exists(strategy.scripts.sha("claim")) == [True]
 
 

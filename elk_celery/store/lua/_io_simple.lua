@@ -10,6 +10,18 @@ local function p_load(i, id)
   return decode(raw, id)
 end
 
+-- p_load for scripts that must carry on past a value that is not an elk
+-- partition: it is quarantined (_lib.lua) and CORRUPT returned, then true
+-- when it was newly quarantined, and its member. `member`: its "id:min:max",
+-- if the caller knows it.
+local function p_load_q(i, id, member)
+  local raw = redis.call('GET', KEYS[K_STORE + 2 * (i - 1)])
+  if not raw then return nil end
+  local p = try_decode(raw)
+  if p then return p end
+  return CORRUPT, quarantine(id, raw, member)
+end
+
 local function p_save(i, id, p)
   redis.call('SET', KEYS[K_STORE + 2 * (i - 1)], cjson.encode(p))
 end

@@ -16,7 +16,10 @@
 -- ARGV[9]  breaker open timeout, ms
 -- ARGV[10] breaker: max concurrent half-open probes
 -- ARGV[11] '1' = refuse when the claimer's own heartbeat expired
--- ARGV[12..] partition ids, one or more (the i-th uses the i-th storage keys)
+-- ARGV[12] claim token ('' = none): a partition this node holds under the
+--          same token was claimed by an earlier try of this very call (its
+--          reply was lost); it is answered 'ok' again, unchanged
+-- ARGV[13..] partition ids, one or more (the i-th uses the i-th storage keys)
 -- Reply: 7 items per partition, in order: code, fence, attempts, version,
 --   min, max, opts; code: 'ok' | 'preempted' | 'missing' | 'completed'
 --   | 'failed' | 'held' | 'window' | 'breaker' | 'dead'
@@ -25,11 +28,18 @@
 -- the pending backlog at or below meta `plan_below` (set by dispatch.lua),
 -- the leader is woken to send and plan more.
 
-local FIRST = 12
-local node, target = ARGV[1], ARGV[2]
-local lease_ms = tonumber(ARGV[3])
-local window = tonumber(ARGV[6])
-local defer_ms = tonumber(ARGV[7])
+local FIRST = 13
+-- arguments, checked before anything is written (_lib.lua: numbers)
+local node, target = node_arg(ARGV[1]), ARGV[2]
+if not HOLDS[target] then invalid('target', target, "must be 'claimed' or 'running'") end
+local lease_ms = ms_arg(ARGV[3], 'lease ms')
+local window = num_arg(ARGV[6], 'task window', 0, MAX_EXACT)
+local defer_ms = num_arg(ARGV[7], 'defer ms', 0, MAX_EXACT)
+local open_ms = ms_arg(ARGV[9], 'breaker open timeout ms')
+local max_probes = num_arg(ARGV[10], 'breaker probes', 0, MAX_EXACT)
+for a = FIRST, #ARGV do pid_arg(ARGV[a]) end
+local token = ARGV[12]
+if #token > 200 then invalid('claim token', token, 'must be at most 200 characters') end
 local now = now_ms()
 
 -- Read (and so validate) every partition before changing anything: a
@@ -63,6 +73,11 @@ local function claim_one(i, id, p)
     return
   end
   if p.status == 'completed' or p.status == 'failed' then return reply(p, p.status) end
+  -- a retry of this very claim whose reply was lost: the same answer, no
+  -- second attempt, window slot or fence
+  if token ~= '' and HOLDS[p.status] and p.node == node and p.claim == token then
+    return reply(p, 'ok')
+  end
 
   local preempt = false
   if HOLDS[p.status] then
@@ -94,35 +109,24 @@ local function claim_one(i, id, p)
     if held >= window then return defer('window') end
   end
 
-  local probe = false
+  -- the breaker's probe rounds: _lib.lua
+  local probe = nil
   if breaker_on then
-    local b = redis.call('HMGET', KEYS[K_BREAKER], 'state', 'opened_at', 'probes')
-    local state = b[1] or 'closed'
-    if state ~= 'closed' then
-      local opened = tonumber(b[2] or '0')
-      local open_ms = tonumber(ARGV[9])
-      if state == 'open' then
-        if now < opened + open_ms then return defer('breaker', opened + open_ms) end
-        redis.call('HSET', KEYS[K_BREAKER], 'state', 'half_open', 'probes', 0, 'half_open_at', now)
-        b[3] = '0'
-      elseif now >= tonumber(redis.call('HGET', KEYS[K_BREAKER], 'half_open_at') or '0') + open_ms then
-        -- probes that never reported (their worker died) free their slots
-        redis.call('HSET', KEYS[K_BREAKER], 'probes', 0, 'half_open_at', now)
-        b[3] = '0'
-      end
-      if tonumber(b[3] or '0') >= tonumber(ARGV[10]) then return defer('breaker') end
-      redis.call('HINCRBY', KEYS[K_BREAKER], 'probes', 1)
-      probe = true
-    end
+    local admitted, mark = breaker_admit(now, open_ms, max_probes, preempt and p or nil)
+    if not admitted then return defer('breaker', mark) end
+    probe = mark
+  elseif p.probe then
+    probe_drop(p)  -- a preempted probe gives its slot back
   end
 
   if preempt then
     lease_clear(i, p)
     count('preempted')
   end
-  p.fence = (p.fence or 0) + 1
+  p.fence = next_fence(p.fence, now)
   p.attempts = (p.attempts or 0) + 1
-  p.probe = probe and 1 or nil
+  p.probe = probe
+  p.claim = token ~= '' and token or nil
   p.hb = now
   move(id, p, target, now, now + lease_ms, node)
   lease_set(i, p, now, lease_ms)

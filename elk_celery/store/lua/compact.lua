@@ -25,6 +25,10 @@
 -- meta read:    watermark, start_id, gaps (JSON [[lo, hi, flag], ...])
 -- meta written: watermark; gaps without the entries below the new watermark
 -- Reply: {'ok', partitions compacted, watermark} | {'stale_leader'}
+-- arguments, checked before anything is written (_lib.lua: numbers)
+epoch_arg(ARGV[1])
+id_arg(ARGV[2], 'first ID')
+
 if not leader_ok(ARGV[1]) then
   count('stale_leader_writes')
   return {'stale_leader'}
@@ -106,8 +110,8 @@ for i = 1, n do
   if not id then break end
   -- a hole [wm, lo - 1] before this partition stops the run, unless empty
   if lo ~= wm and less(wm, lo) and not empty_hole(wm, dec(lo)) then break end
-  local p = p_load(i, id)
-  if not p or p.status ~= 'completed' then break end
+  local p = p_load_q(i, id, m)  -- a corrupt one is quarantined: its state is unknown
+  if not p or p == CORRUPT or p.status ~= 'completed' then break end
   redis.call('ZREM', KEYS[K_IDS], m)
   p_delete(i, id)
   local nxt = inc(hi)

@@ -8,12 +8,25 @@
 -- ARGV[3..] triples: partition id, fence token the owner got from its
 --          claim, items processed (integer >= 0)
 -- Reply: 4 items per partition, in order: 'ok', version, '', ''
---        or 'stale'|'missing', current fence, status, node
+--        or 'stale'|'missing', current fence, status, node. A repeat of
+--        the owner's own completion (same node and fence, e.g. re-sent after
+--        a lost reply) is 'ok' again, not a stale write.
 -- Stats: besides `items`, `node_partitions:<host>` and `node_items:<host>`
 -- count completions per worker host.
 
-local node = ARGV[1]
+-- arguments, checked before anything is written (_lib.lua: numbers)
+local node = node_arg(ARGV[1])
+local items_sum = 0
+for a = 3, #ARGV, 3 do
+  pid_arg(ARGV[a])
+  fence_arg(ARGV[a + 1])
+  items_sum = items_sum + items_arg(ARGV[a + 2])
+end
+items_guard(items_sum)
 local now = now_ms()
+-- per host: the node id less its per-start token (worker/node.py
+-- hostname_of), so `elk status` rates each worker across restarts
+local host = string.match(node, '^(.+):%x%x%x%x%x%x%x%x$') or node
 
 -- Read (and so validate) every partition before changing anything; an id
 -- named twice shares one table, so its second completion is stale.
@@ -28,38 +41,37 @@ for a = 3, #ARGV, 3 do
 end
 
 local out = {}
-local done, items_total = 0, 0
+local done = 0
 if #parts > 1 then batch_stats() end
 i = 0
 for a = 3, #ARGV, 3 do
   i = i + 1
   local id, fence, p = ARGV[a], ARGV[a + 1], parts[i] or nil
   local r
-  if not owned(p, node, fence) then
+  if p and p.status == 'completed' and p.node == node and tostring(p.fence) == fence then
+    -- this owner's own completion again (its reply was lost): done, not stale
+    r = {'ok', p.version, '', ''}
+  elseif not owned(p, node, fence) then
     r = stale(p)
   else
     local items = tonumber(ARGV[a + 2])
     lease_clear(i, p)
-    p.items = items
+    p.items = ARGV[a + 2]  -- a string: exact in the stored JSON
     p.error = nil
-    if p.probe then probe = true end
+    if probe_of_round(p) then probe = true end  -- only such a probe closes it
     p.probe = nil
     move(id, p, 'completed', now)
     p_save(i, id, p)
     done = done + 1
-    items_total = items_total + items
+    count('items', items)  -- summed exactly (_lib.lua: stat)
+    count('node_items:' .. host, items)
     r = {'ok', p.version, '', ''}
   end
   local n = #out
   out[n + 1], out[n + 2], out[n + 3], out[n + 4] = r[1], r[2], r[3], r[4]
 end
 if done > 0 then
-  count('items', items_total)
-  -- per host: the node id less its per-start token (worker/node.py
-  -- hostname_of), so `elk status` rates each worker across restarts
-  local host = string.match(node, '^(.+):%x%x%x%x%x%x%x%x$') or node
   count('node_partitions:' .. host, done)
-  count('node_items:' .. host, items_total)
   if ARGV[2] == '1' then breaker_success(probe) end
 end
 flush_stats()

@@ -21,12 +21,18 @@
 --   next due: the earliest send time still ahead among re-sent partitions
 --   (when the leader should look again).
 
+-- arguments, checked before anything is written (_lib.lua: numbers)
+epoch_arg(ARGV[1])
+local limit = num_arg(ARGV[2], 'max partitions', 0, MAX_EXACT)
+local resend_ms = num_arg(ARGV[3], 'resend ms', 0, MAX_EXACT)
+local refill_below = opt_num_arg(ARGV[4], 'refill_below', 0, MAX_EXACT)
+local plan_below = refill_below and num_arg(ARGV[5], 'plan_below', 0, MAX_EXACT)
+
 if not leader_ok(ARGV[1]) then
   count('stale_leader_writes')
   return {'stale_leader'}
 end
 local now = now_ms()
-local limit = tonumber(ARGV[2])
 local due = {}
 if limit > 0 then
   due = redis.call('ZRANGEBYSCORE', KEYS[K_PENDING], '-inf', now, 'LIMIT', 0, limit)
@@ -36,13 +42,13 @@ if limit > 0 then
     for _, m in ipairs(fresh) do due[#due + 1] = m end
   end
 end
-local later = now + tonumber(ARGV[3])
+local later = now + resend_ms
 for _, m in ipairs(due) do
   redis.call('ZADD', KEYS[K_PENDING], later, m)
   redis.call('ZADD', KEYS[K_QUEUED], now, string.match(m, '^([^:]+):'))
 end
 count('dispatched', #due)
-if ARGV[4] ~= '' then
+if refill_below then
   redis.call('HSET', KEYS[K_META], 'refill_below', ARGV[4], 'plan_below', ARGV[5])
 end
 local nxt = redis.call('ZRANGEBYSCORE', KEYS[K_PENDING], '(' .. now, '(' .. FRESH,

@@ -18,19 +18,27 @@
 -- Reply: {'retry', version, delay_ms} | {'failed', version, 0}
 --        | {'stale'|'missing', fence, status, node}
 
-local id, node, fence = ARGV[1], ARGV[2], ARGV[3]
+-- arguments, checked before anything is written (_lib.lua: numbers)
+local id, node, fence = pid_arg(ARGV[1]), node_arg(ARGV[2]), ARGV[3]
+fence_arg(fence)
+local max_retries = num_arg(ARGV[5], 'max retries', 0, MAX_EXACT)
+local base_ms = num_arg(ARGV[6], 'backoff ms', 0, MAX_EXACT)
+local cap_ms = num_arg(ARGV[7], 'backoff cap ms', 0, MAX_EXACT)
+num_arg(ARGV[10], 'breaker consecutive failures', 1, MAX_EXACT)
+num_arg(ARGV[11], 'breaker total failures', 1, MAX_EXACT)
+ms_arg(ARGV[12], 'breaker window ms')
 local now = now_ms()
 local p = p_load(1, id)
 if not owned(p, node, fence) then return stale(p) end
 
 lease_clear(1, p)
 p.error = string.sub(ARGV[4], 1, 4000)
-p.probe = nil
+probe_drop(p)
 local attempts = p.attempts or 1
 local code, delay = 'failed', 0
-if ARGV[8] == '1' and attempts <= tonumber(ARGV[5]) then
+if ARGV[8] == '1' and attempts <= max_retries then
   code = 'retry'
-  delay = math.min(tonumber(ARGV[6]) * 2 ^ (attempts - 1), tonumber(ARGV[7]))
+  delay = math.min(base_ms * 2 ^ (attempts - 1), cap_ms)
   delay = math.floor(delay)
   move(id, p, 'pending', now, now + delay)
   count('retried')

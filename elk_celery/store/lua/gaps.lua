@@ -16,12 +16,11 @@
 --   (all IDs as decimal strings). The next step starts at the returned
 --   expected: partitions never overlap, so every partition starting below
 --   it has been seen.
-local expected = tonumber(ARGV[1])
-local last = tonumber(ARGV[2])
-local limit = tonumber(ARGV[3])
+-- arguments (_lib.lua: numbers); the caller keeps them below 2^53
+local expected = num_arg(ARGV[1], 'expected ID', -MAX_EXACT, MAX_EXACT)
+local last = num_arg(ARGV[2], 'end ID', -MAX_EXACT, MAX_EXACT)
+local limit = num_arg(ARGV[3], 'max entries', 1, MAX_EXACT)
 local gaps = {}
-
-local function fmt(n) return string.format('%d', n) end
 
 local function bounds(m)
   local lo, hi = string.match(m, ':(%-?%d+):(%-?%d+)$')

@@ -1,5 +1,6 @@
 -- leader.lua: the leader lease of a namespace, with a fencing epoch that
--- grows by one on every change of hands.
+-- grows on every change of hands (next_fence in _lib.lua: unique across a
+-- loss of state too).
 --
 -- KEYS: the common keys of _lib.lua (no partition storage).
 -- ARGV[1] 'acquire' (take it when free or its holder is dead, renew it when
@@ -12,7 +13,11 @@
 --         'elected'|'renewed'|'held'|'follower'|'released'|'dead'}
 --   ('dead': the node registered a heartbeat that has expired)
 
-local op, node, ms = ARGV[1], ARGV[2], tonumber(ARGV[3])
+-- arguments, checked before anything is written (_lib.lua: numbers)
+local op, node, ms = ARGV[1], node_arg(ARGV[2]), ms_arg(ARGV[3], 'lease ms')
+if op ~= 'acquire' and op ~= 'elect' and op ~= 'release' then
+  invalid('operation', op, "must be 'acquire', 'elect' or 'release'")
+end
 local now = now_ms()
 local cur = redis.call('GET', KEYS[K_LEADER])
 local holder, epoch = '', 0
@@ -39,7 +44,8 @@ end
 if cur and not node_dead(holder, now) then
   return {0, epoch, holder, 'follower'}
 end
-epoch = redis.call('HINCRBY', KEYS[K_META], 'epoch', 1)
-redis.call('SET', KEYS[K_LEADER], node .. '|' .. epoch, 'PX', ms)
+epoch = next_fence(redis.call('HGET', KEYS[K_META], 'epoch'), now)  -- see _lib.lua
+redis.call('HSET', KEYS[K_META], 'epoch', fmt(epoch))
+redis.call('SET', KEYS[K_LEADER], node .. '|' .. fmt(epoch), 'PX', ms)
 count('elections')
 return {1, epoch, node, 'elected'}

@@ -5,7 +5,8 @@
 -- arguments. Fenced by the leader epoch and a compare-and-set of the cursor;
 -- all or nothing: a range that overlaps a stored partition (someone created
 -- partitions above the cursor through the API) fails the call with nothing
--- written. IDs are Lua numbers here: the caller keeps them below 2^53.
+-- written. IDs are Lua numbers here: the caller keeps them below 2^53 (ids
+-- and items are stored as strings, as create.lua stores them).
 --
 -- KEYS: the common keys of _lib.lua, then the storage of partitions
 --       first..first+n-1 (n = ceil((last - cursor + 1) / size)).
@@ -22,11 +23,17 @@ if not leader_ok(ARGV[1]) then
   count('stale_leader_writes')
   return {'stale_leader'}
 end
+-- arguments, checked before anything is written (_lib.lua: numbers)
+epoch_arg(ARGV[1])
+num_arg(ARGV[2], 'cursor', -MAX_EXACT, MAX_EXACT)
+num_arg(ARGV[3], 'last ID', -MAX_EXACT, MAX_EXACT)
+num_arg(ARGV[4], 'partition size', 1, MAX_EXACT)
+num_arg(ARGV[5], 'first partition id', 0, MAX_EXACT)
+
 local cur = redis.call('HMGET', KEYS[K_META], 'cursor', 'next_pid')
 if (cur[1] or '') ~= ARGV[2] then return {'cursor', cur[1] or ''} end
 if (cur[2] or '0') ~= ARGV[5] then return {'next_pid', cur[2] or '0'} end
 local lo, last, size = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local function fmt(n) return string.format('%d', n) end
 
 local watermark = redis.call('HGET', KEYS[K_META], 'watermark')
 if watermark and lo < tonumber(watermark) then
@@ -61,7 +68,7 @@ local function flush()
     pend, ids, recs = {}, {}, {}
   end
 end
-local tail = '","opts":"","fence":0,"version":1,"attempts":0,"items":0,"node":"",' ..
+local tail = '","opts":"","fence":0,"version":1,"attempts":0,"items":"0","node":"",' ..
   '"status":"pending","created":' .. now .. ',"updated":' .. now .. '}'
 local score = FRESH + now
 while lo <= last do
@@ -69,7 +76,7 @@ while lo <= last do
   local id, a, b = fmt(pid), fmt(lo), fmt(hi)
   local k = #recs
   recs[k + 1], recs[k + 2] = pid - first + 1, id
-  recs[k + 3] = '{"id":' .. id .. ',"min":"' .. a .. '","max":"' .. b .. tail
+  recs[k + 3] = '{"id":"' .. id .. '","min":"' .. a .. '","max":"' .. b .. tail
   local m = id .. ':' .. a .. ':' .. b
   pend[#pend + 1], pend[#pend + 2] = score, m
   ids[#ids + 1], ids[#ids + 2] = a, m

@@ -8,7 +8,12 @@
 -- ARGV[3..] pairs: partition id, fence token ('' = whatever fence the node holds)
 -- Reply: the ids released.
 
-local node = ARGV[1]
+-- arguments, checked before anything is written (_lib.lua: numbers)
+local node = node_arg(ARGV[1])
+for a = 3, #ARGV, 2 do
+  pid_arg(ARGV[a])
+  if ARGV[a + 1] ~= '' then fence_arg(ARGV[a + 1]) end
+end
 local now = now_ms()
 local released = {}
 local i = 0
@@ -19,8 +24,7 @@ for a = 3, #ARGV, 2 do
   if p and HOLDS[p.status] and p.node == node and (fence == '' or tostring(p.fence) == fence) then
     lease_clear(i, p)
     p.attempts = math.max((p.attempts or 1) - 1, 0)
-    if p.probe then redis.call('HINCRBY', KEYS[K_BREAKER], 'probes', -1) end
-    p.probe = nil
+    probe_drop(p)  -- its slot, if of the current round (_lib.lua)
     move(id, p, 'pending', now, now)
     p_save(i, id, p)
     count('released')

@@ -10,7 +10,12 @@
 -- Reply: the ids whose lease is lost (not owned with that fence any more;
 --        a partition this owner itself completed or failed is not lost).
 
-local node, lease_ms = ARGV[1], tonumber(ARGV[2])
+-- arguments, checked before anything is written (_lib.lua: numbers)
+local node, lease_ms = node_arg(ARGV[1]), ms_arg(ARGV[2], 'lease ms')
+for a = 4, #ARGV, 2 do
+  pid_arg(ARGV[a])
+  fence_arg(ARGV[a + 1])
+end
 local now = now_ms()
 local dead = node_dead(node, now)
 local lost = {}

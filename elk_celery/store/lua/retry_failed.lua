@@ -4,13 +4,16 @@
 --
 -- KEYS: the common keys of _lib.lua, then the storage of partitions 1..n.
 -- ARGV[1..] partition ids (the caller reads them from `failed`)
+-- One whose value is not an elk partition is quarantined (_lib.lua), not retried.
 -- Reply: the ids re-queued.
 
+-- arguments, checked before anything is written (_lib.lua: numbers)
+for _, id in ipairs(ARGV) do pid_arg(id) end
 local now = now_ms()
 local done = {}
 for i, id in ipairs(ARGV) do
-  local p = p_load(i, id)
-  if p and p.status == 'failed' then
+  local p = p_load_q(i, id)
+  if p and p ~= CORRUPT and p.status == 'failed' then
     p.attempts = 0
     move(id, p, 'pending', now, now)
     p_save(i, id, p)
