@@ -6,9 +6,18 @@ ELK_TEST_WINDOW  task window;    ELK_TEST_SLEEP seconds each partition takes
 ELK_TEST_FAIL    comma-separated min_ids whose partition raises
 ELK_TEST_GARBAGE comma-separated min_ids whose partition returns garbage
 ELK_TEST_SETTINGS JSON of extra elk_* settings
-Every run appends "min-max|node|fence" to the list ``<ns>:ledger`` and keeps
-the node's concurrent-run count in ``<ns>:running:<node>`` and its maximum
-in ``<ns>:maxrun``, so tests can check coverage, duplicates and the window.
+ELK_TEST_LEDGER_URL the Redis of the ledger (default ELK_REDIS_URL): tests
+                 that cut a worker from its Redis keep the ledger apart
+Every run that got through its work appends "min-max|node|fence" to the list
+``<ns>:ledger`` and keeps the node's concurrent-run count in
+``<ns>:running:<node>`` and its maximum in ``<ns>:maxrun``, so tests can
+check coverage, duplicates and the window. Every run, however it ends, also
+appends two JSON events to ``<ns>:runs`` (wall-clock times, one clock for
+every process of the machine): at its start
+{"ev": "start", "run", "pid", "lo", "hi", "node", "fence", "t"} and at its end
+{"ev": "end", "run", "t", "done", "error"} (``done``: its work was done;
+``error``: the exception that ended it, e.g. "LeaseLost"). A run SIGKILLed
+has no end event.
 """
 
 from __future__ import annotations
@@ -16,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import uuid
 
 import redis
 from celery import Celery
@@ -45,7 +55,7 @@ app.conf.update(
 app.conf.update({f"elk_{k}": v for k, v in json.loads(os.environ.get("ELK_TEST_SETTINGS", "{}")).items()})
 Elk(app)
 
-ledger = redis.Redis.from_url(URL)
+ledger = redis.Redis.from_url(os.environ.get("ELK_TEST_LEDGER_URL") or URL)
 _ints = lambda name: {int(x) for x in os.environ.get(name, "").split(",") if x}  # noqa: E731
 FAIL, GARBAGE = _ints("ELK_TEST_FAIL"), _ints("ELK_TEST_GARBAGE")
 SLEEP = float(os.environ.get("ELK_TEST_SLEEP", "0"))
@@ -61,17 +71,33 @@ return n""")
                   planner=RangePlanner(max_id=int(os.environ.get("ELK_TEST_MAX_ID", "1000")),
                                        size=int(os.environ.get("ELK_TEST_SIZE", "100"))))
 def job(partition, min_id: int, max_id: int, options: dict) -> object:
+    run, runs = uuid.uuid4().hex[:12], f"{NS}:runs"
+    ledger.rpush(runs, json.dumps({
+        "ev": "start", "run": run, "pid": partition.partition_id, "lo": min_id, "hi": max_id,
+        "node": partition.node_id, "fence": partition.fence, "t": time.time()}))
+    done, error = False, None
     running = f"{NS}:running:{partition.node_id}"
-    _ENTER(keys=[running, f"{NS}:maxrun"])
     try:
-        deadline = time.monotonic() + SLEEP
-        while time.monotonic() < deadline:  # in small steps, so a lost lease stops it
-            time.sleep(0.05)
-        if min_id in FAIL:
-            raise RuntimeError(f"planned failure of {min_id}..{max_id}")
-        ledger.rpush(f"{NS}:ledger", f"{min_id}-{max_id}|{partition.node_id}|{partition.fence}")
-        if min_id in GARBAGE:
-            return "not a number"
-        return max_id - min_id + 1
+        _ENTER(keys=[running, f"{NS}:maxrun"])
+        try:
+            deadline = time.monotonic() + SLEEP
+            while time.monotonic() < deadline:  # in small steps, so a lost lease stops it
+                time.sleep(0.05)
+            if min_id in FAIL:
+                raise RuntimeError(f"planned failure of {min_id}..{max_id}")
+            ledger.rpush(f"{NS}:ledger", f"{min_id}-{max_id}|{partition.node_id}|{partition.fence}")
+            done = True
+            if min_id in GARBAGE:
+                return "not a number"
+            return max_id - min_id + 1
+        finally:
+            ledger.decr(running)
+    except BaseException as exc:
+        error = type(exc).__name__
+        raise
     finally:
-        ledger.decr(running)
+        end = json.dumps({"ev": "end", "run": run, "t": time.time(), "done": done, "error": error})
+        try:
+            ledger.rpush(runs, end)
+        except BaseException:  # noqa: BLE001 - a LeaseLost landed in the write: once more
+            ledger.rpush(runs, end)
