@@ -53,6 +53,7 @@ def test_a_cut_worker_stops_before_its_successor_starts(cluster, redis_client, n
     finally:
         proxy.heal()
     overlap = first.end - second.start
+    print(f"{fault}: the cut run stopped {-overlap:.2f}s before its successor started")
     assert overlap <= HEARTBEAT, (
         f"the cut worker ran on {overlap:.2f}s after its successor started "
         f"(cut run {first}, successor {second})")
