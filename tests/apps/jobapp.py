@@ -2,6 +2,8 @@
 
 ELK_TEST_NS      namespace (also the Celery queue, so tests never share one)
 ELK_TEST_MAX_ID  IDs 1..max_id;  ELK_TEST_SIZE  IDs per partition
+ELK_TEST_GROWING "1": the max ID is read from ``<ns>:max_id`` on the ledger's
+                 Redis at each planning (a job whose data keeps arriving)
 ELK_TEST_WINDOW  task window;    ELK_TEST_SLEEP seconds each partition takes
 ELK_TEST_FAIL    comma-separated min_ids whose partition raises
 ELK_TEST_GARBAGE comma-separated min_ids whose partition returns garbage
@@ -67,9 +69,16 @@ if n > tonumber(redis.call('GET', KEYS[2]) or '0') then redis.call('SET', KEYS[2
 return n""")
 
 
+def _growing_max_id() -> int:
+    return int(ledger.get(f"{NS}:max_id") or 0)
+
+
+MAX_ID = _growing_max_id if os.environ.get("ELK_TEST_GROWING") == "1" else int(
+    os.environ.get("ELK_TEST_MAX_ID", "1000"))
+
+
 @partitioned_task(namespace=NS, bind=True, task_window=int(os.environ.get("ELK_TEST_WINDOW", "1")),
-                  planner=RangePlanner(max_id=int(os.environ.get("ELK_TEST_MAX_ID", "1000")),
-                                       size=int(os.environ.get("ELK_TEST_SIZE", "100"))))
+                  planner=RangePlanner(max_id=MAX_ID, size=int(os.environ.get("ELK_TEST_SIZE", "100"))))
 def job(partition, min_id: int, max_id: int, options: dict) -> object:
     run, runs = uuid.uuid4().hex[:12], f"{NS}:runs"
     ledger.rpush(runs, json.dumps({
