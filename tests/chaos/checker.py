@@ -134,11 +134,16 @@ def _overlap(a: list[tuple[float, float]], b: list[tuple[float, float]]) -> floa
 
 def check(runs: list[Run], faults: list[Fault], partitions: list[Any], stats: Any, max_id: int,
           heartbeat: float, now: float, recount: Callable[[], None] | None = None,
-          grace: float = 5.0) -> Verdict:
+          grace: float = 5.0, origin: float = 0.0) -> Verdict:
     """Check one chaos run. ``partitions``/``stats``: the final state
     (strategy.get_all_partitions(), get_partition_stats()); ``recount``
-    raises AssertionError when the stats differ from a recount."""
+    raises AssertionError when the stats differ from a recount; times in
+    the problems are printed from ``origin`` (the fault log's)."""
     problems: list[str] = []
+
+    def span(r: Run) -> str:
+        end = "killed" if r.end is None else f"{r.end - origin:.2f}s"
+        return f"{r.start - origin:.2f}s..{end}"
     by_pid: dict[int, list[Run]] = defaultdict(list)
     for r in runs:
         by_pid[r.pid].append(r)
@@ -215,17 +220,16 @@ def check(runs: list[Run], faults: list[Fault], partitions: list[Any], stats: An
         for r in others:
             if not faulted(r):
                 problems.append(f"partition {pid} processed twice, and the run {r.run} on "
-                                f"{r.worker} (fence {r.fence}, {r.start:.2f}..{r.end}) was hit "
-                                f"by no fault")
+                                f"{r.worker} (fence {r.fence}, {span(r)}) was hit by no fault")
         for i, a in enumerate(rs):
             for b in rs[i + 1:]:
                 ov = _overlap(active(a), active(b))
                 max_overlap = max(max_overlap, ov)
                 if ov > heartbeat:
                     problems.append(
-                        f"partition {pid}: runs on {a.worker} (fence {a.fence}, "
-                        f"{a.start:.2f}..{a.end}) and {b.worker} (fence {b.fence}, "
-                        f"{b.start:.2f}..{b.end}) overlap {ov:.2f}s > {heartbeat}s")
+                        f"partition {pid}: runs on {a.worker} (fence {a.fence}, {span(a)}) and "
+                        f"{b.worker} (fence {b.fence}, {span(b)}) overlap {ov:.2f}s > "
+                        f"{heartbeat}s")
 
     # -- stats equal a recount
     if recount is not None:

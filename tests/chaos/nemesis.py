@@ -46,7 +46,7 @@ SETTINGS: dict[str, Any] = dict(partition_lock_expiry=20, max_retries=1000,
 HEARTBEAT, NODE_EXPIRY = 0.5, 2.0
 
 #: relative weights of the faults
-WEIGHTS = {"kill": 3, "pause": 3, "kill-leader": 2, "cut": 3, "stall": 2,
+WEIGHTS = {"kill": 3, "pause": 3, "kill-leader": 2, "cut": 4, "stall": 3,
            "redis-restart": 2, "purge": 1}
 
 
@@ -183,7 +183,7 @@ class ChaosJob:
     def _network(self, kind: str) -> None:
         slot = self.rng.randrange(self.n_workers)
         proxy, name = self.proxies[slot], self.names[slot]
-        length = NODE_EXPIRY + self.rng.uniform(0.5, 3.0)
+        length = NODE_EXPIRY + self.rng.uniform(1.0, 4.0)
         t0 = time.time()
         proxy.cut() if kind == "cut" else proxy.stall()
         time.sleep(length)
@@ -260,4 +260,4 @@ class ChaosJob:
         return check(read_runs(self.ledger, self.ns), self.faults,
                      self.strategy.get_all_partitions(), self.stats(), self.max_id,
                      heartbeat=HEARTBEAT, now=time.time(),
-                     recount=lambda: check_invariants(self.strategy))
+                     recount=lambda: check_invariants(self.strategy), origin=self.origin)

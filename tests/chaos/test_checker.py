@@ -18,8 +18,9 @@ pytestmark = pytest.mark.chaos
 @pytest.mark.timeout(420)
 def test_no_guarantee_breaks_under_faults(tmp_path, redis_url):
     seed = os.environ.get("ELK_CHAOS_SEED")
-    # partitions (3 s) outlast the node expiry (2 s): cut and paused owners get fenced
-    job = ChaosJob(tmp_path, redis_url, max_id=200_000, size=2000, sleep=3.0,
+    # partitions (6 s) outlast the node expiry (2 s) and the recovery after it:
+    # a cut owner that did not stop in time would overlap its successor
+    job = ChaosJob(tmp_path, redis_url, max_id=200_000, size=4000, sleep=6.0,
                    seed=int(seed) if seed else None, gap=(1.0, 3.0))
     job.start()
     try:
