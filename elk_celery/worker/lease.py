@@ -16,6 +16,13 @@ Redis's time, the node's heartbeat expiry and the new lease expiry
 
     D = min(heartbeat expiry, lease expiry)            (Redis time)
 
+Both recover.lua and a preempting claim test exactly that, on Redis's clock
+when they run, so a successor claims at D at the earliest (in practice up
+to a leader interval plus a message's delivery later; no slack of that kind
+is counted on here). A node that was dead and heartbeats again keeps
+nothing that was recovered meanwhile: its fence was bumped, so the next
+renewal finds it lost.
+
 The keeper maps D to its own monotonic clock from the moment it *sent* that
 renewal: Redis read its clock after that moment, so
 ``sent + (D - redis_now)`` is at or before D in real time. The processor is
