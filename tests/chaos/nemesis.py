@@ -97,12 +97,18 @@ class ChaosJob:
         self.names[slot] = name
 
     def stop(self) -> None:
-        for p in self.proxies:
+        """Stop whatever start() got to start; delete the ledger's keys."""
+        proxies = getattr(self, "proxies", [])
+        for p in proxies:
             p.heal()
-        self.cluster.stop()
-        for p in self.proxies:
+        if hasattr(self, "cluster"):
+            self.cluster.stop()
+        for p in proxies:
             p.close()
-        self.server.__exit__(None, None, None)
+        if hasattr(self, "server"):
+            self.server.__exit__(None, None, None)
+        if not hasattr(self, "ledger"):
+            return
         nodes = {r.node for r in read_runs(self.ledger, self.ns)}
         self.ledger.delete(*[f"{self.ns}:{k}" for k in ("runs", "ledger", "maxrun", "max_id")],
                            *[f"{self.ns}:running:{n}" for n in nodes])

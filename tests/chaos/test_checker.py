@@ -22,8 +22,8 @@ def test_no_guarantee_breaks_under_faults(tmp_path, redis_url):
     # a cut owner that did not stop in time would overlap its successor
     job = ChaosJob(tmp_path, redis_url, max_id=200_000, size=4000, sleep=6.0,
                    seed=int(seed) if seed else None, gap=(1.0, 3.0))
-    job.start()
     try:
+        job.start()
         verdict = job.run(fault_period=75, finish_timeout=180)
     finally:
         job.stop()

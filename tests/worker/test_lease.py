@@ -168,9 +168,9 @@ def test_a_lease_found_lost_stops_the_processor(make_node):
 
 
 def test_a_healthy_processor_is_never_stopped_even_with_a_tight_node_expiry(make_node):
-    # node expiry only 2.4 heartbeats: renewals must come sooner when the
-    # deadline nears, to see the main process's next heartbeat in time
-    s = dict(heartbeat_interval=0.25, node_expiry=0.6, partition_lock_expiry=60)
+    # node expiry only 2.7 heartbeats: renewals must come sooner than every
+    # heartbeat, to see the main process's next heartbeat before the deadline
+    s = dict(heartbeat_interval=0.3, node_expiry=0.8, partition_lock_expiry=60)
     n = make_node(**s)
     t = n.run(seconds=3)
     t.join(10)
