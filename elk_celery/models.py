@@ -221,6 +221,30 @@ class PartitionStats:
 
 
 @dataclass(frozen=True)
+class Renewal:
+    """Reply of a lease renewal: what was lost, and until when nobody else
+    can take what was renewed (Redis server time, ms)."""
+
+    lost: list[int]
+    #: Redis server time when the renewal ran
+    now_ms: int
+    #: the renewed leases' new expiry
+    lease_expires_ms: int
+    #: the node's heartbeat expiry; None: the node never heartbeats
+    node_expires_ms: int | None
+
+    @property
+    def safe_ms(self) -> int:
+        """How long after ``now_ms`` the renewed partitions stay this node's
+        for sure: recovery and preemption need the lease expired or the
+        node's heartbeat expired, whichever comes first."""
+        until = self.lease_expires_ms
+        if self.node_expires_ms is not None:
+            until = min(until, self.node_expires_ms)
+        return until - self.now_ms
+
+
+@dataclass(frozen=True)
 class Claim:
     """Compact reply of the hot-path claim (no full partition read)."""
 

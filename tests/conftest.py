@@ -207,7 +207,9 @@ class Cluster:
         self.namespace = namespace
         self.tmp = tmp
         self.procs: list[CeleryProc] = []
+        self.redis_url = redis_url
         self.env = {**os.environ, "ELK_REDIS_URL": redis_url, "ELK_TEST_NS": namespace,
+                    "ELK_TEST_LEDGER_URL": redis_url,
                     "ELK_TEST_BEAT_FILE": str(tmp / "beat-schedule"),
                     "PYTHONPATH": str(ROOT)}
         self.configure(**job)
@@ -223,13 +225,16 @@ class Cluster:
                          "ELK_TEST_SETTINGS": json.dumps(settings)})
 
     def worker(self, name: str, concurrency: int = 2, beat: bool = False, pool: str = "prefork",
-               queues: str | None = None) -> CeleryProc:
+               queues: str | None = None, redis_url: str | None = None) -> CeleryProc:
+        """``redis_url``: this worker's Redis (state and broker), e.g. through
+        a tests/netproxy.py proxy; the ledger stays on the cluster's."""
         args = ["worker", "-n", f"{name}@%h", "-c", str(concurrency), "-P", pool,
                 "--without-gossip", "--without-mingle", "-l", "INFO",
                 "-Q", queues or self.namespace]
         if beat:
             args += ["-B", "-s", str(self.tmp / f"beat-{name}")]
-        p = CeleryProc(args, self.env, self.tmp / f"{name}.log")
+        env = self.env if redis_url is None else {**self.env, "ELK_REDIS_URL": redis_url}
+        p = CeleryProc(args, env, self.tmp / f"{name}.log")
         self.procs.append(p)
         return p
 
@@ -259,8 +264,8 @@ def cluster(redis_url, redis_client, namespace, tmp_path):
     yield make
     for c in made:
         c.stop()
-    names = [f"{namespace}:ledger", f"{namespace}:maxrun", f"{namespace}:running_all",
-             f"{namespace}:maxrun_all", namespace]
+    names = [f"{namespace}:ledger", f"{namespace}:runs", f"{namespace}:maxrun",
+             f"{namespace}:running_all", f"{namespace}:maxrun_all", namespace]
     names += [k for k in (f"{namespace}:running:" + n.decode()
                           for n in redis_client.zrange(Keys(namespace).nodes, 0, -1))]
     redis_client.delete(*names)

@@ -18,7 +18,7 @@ from ..errors import (CorruptPartition, InvalidPartition, PartitionConflict,
                       StaleFenceError, VersionConflict)
 from ..keys import Keys
 from ..models import (MAX_EXACT_VERSION, MAX_ITEMS, MAX_PARTITION_ID, Claim, Partition,
-                      PartitionStats, Status, check_fence, check_int, check_node,
+                      PartitionStats, Renewal, Status, check_fence, check_int, check_node,
                       coerce_partition)
 from ..settings import ElkSettings
 from ..store.connection import redis_from_url, text
@@ -371,13 +371,21 @@ class PartitionStrategy(ABC):
                      start: bool = False) -> list[int]:
         """Extend the leases of (partition id, fence) pairs; returns the ids lost."""
         held = list(held)
-        if not held:
-            return []
-        args: list[Any] = [check_node(node_id), self.settings.ms("partition_lock_expiry"),
-                           "1" if start else "0"]
+        return self.renew_leases_timed(node_id, held, start=start).lost if held else []
+
+    def renew_leases_timed(self, node_id: str, held: Iterable[tuple[int, int]], *,
+                           start: bool = False) -> Renewal:
+        """:meth:`renew_leases`, also telling until when the renewed ones are
+        safe (the lease keeper's self-fence deadline, see worker/lease.py)."""
+        held = list(held)
+        lease_ms = self.settings.ms("partition_lock_expiry")
+        args: list[Any] = [check_node(node_id), lease_ms, "1" if start else "0"]
         for pid, fence in held:
             args += [_pid(pid), check_fence(fence)]
-        return [int(text(i)) for i in self._run("renew", [p for p, _ in held], args)]
+        r = self._run("renew", [p for p, _ in held], args)
+        now, node_exp = int(r[0]), int(r[1])
+        return Renewal([int(text(i)) for i in r[2]], now, now + lease_ms,
+                       None if node_exp < 0 else node_exp)
 
     def start_partition(self, partition_id: int, node_id: str, fence: int) -> None:
         """Mark a claimed partition running (renews its lease too)."""

@@ -53,8 +53,10 @@ class Heartbeat:
     def start(self) -> None:
         self._thread.start()
 
-    def beat(self) -> None:
+    def beat(self) -> bool:
+        """Heartbeat every namespace; False if any failed."""
         hooks = self.elk.hooks
+        ok = True
         for job in list(self.elk.jobs.values()):
             store = job.store
             t0 = time.perf_counter()
@@ -67,16 +69,22 @@ class Heartbeat:
                 hooks.on_heartbeat(job.namespace, self.node, ok=False,
                                    duration=time.perf_counter() - t0)
                 log.warning("elk: heartbeat of %s failed: %r", job.namespace, exc)
+                ok = False
                 continue
             hooks.on_redis_call("heartbeat", time.perf_counter() - t0, None)
             hooks.on_heartbeat(job.namespace, self.node, ok=True, duration=time.perf_counter() - t0,
                                held=held, window=window)
+        return ok
 
     def _loop(self) -> None:
         interval = min((j.settings.heartbeat_interval for j in self.elk.jobs.values()),
                        default=self.elk.settings.heartbeat_interval)
-        while not self._stop.wait(interval):
-            self.beat()
+        # a failed heartbeat is tried again soon: the pool's processors stop
+        # at the node's expiry known to their last renewal (worker/lease.py)
+        retry = min(interval / 4, 1.0)
+        wait = interval
+        while not self._stop.wait(wait):
+            wait = interval if self.beat() else retry
             if self.each_beat is not None:
                 self.each_beat()
 

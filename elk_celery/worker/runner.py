@@ -57,12 +57,13 @@ class PartitionContext:
 
     @property
     def lost(self) -> bool:
-        """True once the lease was lost: stop and return."""
-        return self._held.lost
+        """True once the lease was lost, or its deadline passed (see
+        worker/lease.py): stop and return."""
+        return self._held.expired()
 
     def check(self) -> None:
         """Raise :class:`LeaseLost` if the lease was lost."""
-        if self._held.lost:
+        if self._held.expired():
             raise LeaseLost(f"{self.namespace} partition {self.partition_id}: lease lost")
 
     def progress(self, items: int) -> None:
@@ -105,6 +106,7 @@ def run_partition(task: Task, job: Job, partition_id: int, min_id: int, max_id: 
     # (visibility timeout) must find the partition held, even on this node
     token = f"{task.request.id or 'direct'}/{os.urandom(6).hex()}"
     t0 = time.perf_counter()
+    claimed_at = time.monotonic()  # the lease's deadline counts from the claim's sending
     try:
         with timed(hooks, "claim"):
             c = store.strategy.worker_claim(partition_id, node, window=task_window(s),
@@ -130,7 +132,8 @@ def run_partition(task: Task, job: Job, partition_id: int, min_id: int, max_id: 
     outcome, items, error = "completed", 0, None
     held = None
     try:
-        held = keeper.hold(store, partition_id, c.fence, node)
+        held = keeper.hold(store, partition_id, c.fence, node, claimed_at=claimed_at,
+                           heartbeats=is_registered())
         try:
             if job.spec.bind:
                 ctx = PartitionContext(task, job, partition_id, c.fence, c.attempts, lo, hi, held)

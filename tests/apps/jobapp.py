@@ -2,15 +2,26 @@
 
 ELK_TEST_NS      namespace (also the Celery queue, so tests never share one)
 ELK_TEST_MAX_ID  IDs 1..max_id;  ELK_TEST_SIZE  IDs per partition
+ELK_TEST_GROWING "1": the max ID is read from ``<ns>:max_id`` on the ledger's
+                 Redis at each planning (a job whose data keeps arriving)
 ELK_TEST_WINDOW  task window ('' = the default: the pool size)
 ELK_TEST_SLEEP   seconds each partition takes
 ELK_TEST_FAIL    comma-separated min_ids whose partition raises
 ELK_TEST_GARBAGE comma-separated min_ids whose partition returns garbage
 ELK_TEST_SETTINGS JSON of extra elk_* settings
-Every run appends "min-max|node|fence" to the list ``<ns>:ledger`` and keeps
-the node's concurrent-run count in ``<ns>:running:<node>`` and its maximum
-in ``<ns>:maxrun`` (the cluster's in ``<ns>:running_all`` / ``<ns>:maxrun_all``),
-so tests can check coverage, duplicates, the window and how busy the pool was.
+ELK_TEST_LEDGER_URL the Redis of the ledger (default ELK_REDIS_URL): tests
+                 that cut a worker from its Redis keep the ledger apart
+Every run that got through its work appends "min-max|node|fence" to the list
+``<ns>:ledger`` and keeps the node's concurrent-run count in
+``<ns>:running:<node>`` and its maximum in ``<ns>:maxrun`` (the cluster's in
+``<ns>:running_all`` / ``<ns>:maxrun_all``), so tests can check coverage,
+duplicates, the window and how busy the pool was. Every run, however it ends, also
+appends two JSON events to ``<ns>:runs`` (wall-clock times, one clock for
+every process of the machine): at its start
+{"ev": "start", "run", "pid", "lo", "hi", "node", "fence", "t"} and at its end
+{"ev": "end", "run", "t", "done", "error"} (``done``: its work was done;
+``error``: the exception that ended it, e.g. "LeaseLost"). A run SIGKILLed
+has no end event.
 """
 
 from __future__ import annotations
@@ -18,6 +29,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import uuid
 
 import redis
 from celery import Celery
@@ -47,7 +59,7 @@ app.conf.update(
 app.conf.update({f"elk_{k}": v for k, v in json.loads(os.environ.get("ELK_TEST_SETTINGS", "{}")).items()})
 Elk(app)
 
-ledger = redis.Redis.from_url(URL)
+ledger = redis.Redis.from_url(os.environ.get("ELK_TEST_LEDGER_URL") or URL)
 _ints = lambda name: {int(x) for x in os.environ.get(name, "").split(",") if x}  # noqa: E731
 FAIL, GARBAGE = _ints("ELK_TEST_FAIL"), _ints("ELK_TEST_GARBAGE")
 SLEEP = float(os.environ.get("ELK_TEST_SLEEP", "0"))
@@ -62,22 +74,45 @@ return n""")
 _WINDOW = os.environ.get("ELK_TEST_WINDOW", "1")
 
 
+def _growing_max_id() -> int:
+    return int(ledger.get(f"{NS}:max_id") or 0)
+
+
+MAX_ID = _growing_max_id if os.environ.get("ELK_TEST_GROWING") == "1" else int(
+    os.environ.get("ELK_TEST_MAX_ID", "1000"))
+
+
 @partitioned_task(namespace=NS, bind=True, task_window=int(_WINDOW) if _WINDOW else None,
-                  planner=RangePlanner(max_id=int(os.environ.get("ELK_TEST_MAX_ID", "1000")),
-                                       size=int(os.environ.get("ELK_TEST_SIZE", "100"))))
+                  planner=RangePlanner(max_id=MAX_ID, size=int(os.environ.get("ELK_TEST_SIZE", "100"))))
 def job(partition, min_id: int, max_id: int, options: dict) -> object:
+    run, runs = uuid.uuid4().hex[:12], f"{NS}:runs"
+    ledger.rpush(runs, json.dumps({
+        "ev": "start", "run": run, "pid": partition.partition_id, "lo": min_id, "hi": max_id,
+        "node": partition.node_id, "fence": partition.fence, "t": time.time()}))
+    done, error = False, None
     running = f"{NS}:running:{partition.node_id}"
-    _ENTER(keys=[running, f"{NS}:maxrun", f"{NS}:running_all", f"{NS}:maxrun_all"])
     try:
-        deadline = time.monotonic() + SLEEP
-        while time.monotonic() < deadline:  # in small steps, so a lost lease stops it
-            time.sleep(0.05)
-        if min_id in FAIL:
-            raise RuntimeError(f"planned failure of {min_id}..{max_id}")
-        ledger.rpush(f"{NS}:ledger", f"{min_id}-{max_id}|{partition.node_id}|{partition.fence}")
-        if min_id in GARBAGE:
-            return "not a number"
-        return max_id - min_id + 1
+        _ENTER(keys=[running, f"{NS}:maxrun", f"{NS}:running_all", f"{NS}:maxrun_all"])
+        try:
+            deadline = time.monotonic() + SLEEP
+            while time.monotonic() < deadline:  # in small steps, so a lost lease stops it
+                time.sleep(0.05)
+            if min_id in FAIL:
+                raise RuntimeError(f"planned failure of {min_id}..{max_id}")
+            ledger.rpush(f"{NS}:ledger", f"{min_id}-{max_id}|{partition.node_id}|{partition.fence}")
+            done = True
+            if min_id in GARBAGE:
+                return "not a number"
+            return max_id - min_id + 1
+        finally:
+            ledger.decr(running)
+            ledger.decr(f"{NS}:running_all")
+    except BaseException as exc:
+        error = type(exc).__name__
+        raise
     finally:
-        ledger.decr(running)
-        ledger.decr(f"{NS}:running_all")
+        end = json.dumps({"ev": "end", "run": run, "t": time.time(), "done": done, "error": error})
+        try:
+            ledger.rpush(runs, end)
+        except BaseException:  # noqa: BLE001 - a LeaseLost landed in the write: once more
+            ledger.rpush(runs, end)

@@ -70,3 +70,11 @@ def test_bench_gaps_and_metrics_run(redis_url):
                "--processes", "2", "--reads", "5")
     assert re.search(r"hooks per partition, multiprocess\s+[\d.]+ us", out), out
     assert re.search(r"GET /metrics, 3 processes merged\s+p50 [\d.]+ ms", out), out
+
+
+def test_bench_chaos_prints_the_fault_log_and_a_verdict():
+    out = _run("bench_chaos.py", "--minutes", "0.5", "--max-id", "12000", "--size", "1000",
+               "--sleep", "1.5", "--gap", "2,4", "--seed", "7")
+    assert "nemesis seed 7" in out and re.search(r"\d+\.\d+s .+(kill|pause|cut|stall|purge|redis)", out), out
+    assert re.search(r"job: \d+ s from the first run to the check; the ideal without faults", out), out
+    assert "VERDICT: PASS" in out and "max overlap of two runs of a partition" in out, out

@@ -8,6 +8,7 @@ import signal
 
 import pytest
 
+from tests.chaos.checker import read_runs
 from tests.conftest import wait_for
 from tests.integration.helpers import coverage, done, ledger, stats
 
@@ -107,10 +108,14 @@ def test_paused_owner_is_fenced_off(cluster, redis_client, namespace):
     sleeper.signal(signal.SIGCONT, group=True)
     final = strategy.get_partition(pid)
     assert final.fence > first.fence and final.node_id.startswith("taker@")
-    # the paused owner resumes: it must not complete the partition again
+    # the paused owner resumes: it must not complete the partition again.
+    # Either its processor is stopped (its deadline passed while it was
+    # stopped: LeaseLost without asking Redis) or its completion is refused
     def refused():
         s = stats(redis_client, namespace)
-        return s.stale_writes + s.counters.get("leases_lost", 0) >= 1
+        stopped = any(r.worker == "sleeper" and r.error == "LeaseLost"
+                      for r in read_runs(redis_client, namespace))
+        return stopped or s.stale_writes + s.counters.get("leases_lost", 0) >= 1
     wait_for(refused, 20, lambda: "the resumed owner's lease loss or refused write\n" + c.logs())
     assert strategy.get_partition(pid).node_id.startswith("taker@")
     runs = [r for r in ledger(redis_client, namespace) if r[0] == first.min_id]

@@ -62,7 +62,8 @@ def test_dashboard_queries_on_a_real_prometheus(cluster, redis_client, namespace
                                                  prometheus_bin):
     n = 30
     port = free_port()
-    c = cluster(max_id=n * 10, size=10, window=2, sleep=0.3, metrics_port=port)
+    # partitions outlast a heartbeat (0.5 s): only then is a lease renewed
+    c = cluster(max_id=n * 10, size=10, window=2, sleep=0.7, metrics_port=port)
     (tmp_path / "prom").mkdir()
     c.env["PROMETHEUS_MULTIPROC_DIR"] = str(tmp_path / "prom")
     c.beat()

@@ -7,8 +7,11 @@
 -- ARGV[2]  lease length, ms
 -- ARGV[3]  '1' = also move a 'claimed' partition to 'running'
 -- ARGV[4..] pairs: partition id, fence token
--- Reply: the ids whose lease is lost (not owned with that fence any more;
---        a partition this owner itself completed or failed is not lost).
+-- Reply: {server time ms, the node's heartbeat expiry ms (-1: the node
+--        never heartbeats), {ids whose lease is lost}} (lost: not owned with
+--        that fence any more; a partition this owner itself completed or
+--        failed is not lost). Nobody else can take a renewed partition before
+--        min(heartbeat expiry, now + lease): the owner's self-fence deadline.
 
 -- arguments, checked before anything is written (_lib.lua: numbers)
 local node, lease_ms = node_arg(ARGV[1]), ms_arg(ARGV[2], 'lease ms')
@@ -41,4 +44,5 @@ for a = 4, #ARGV, 2 do
   end
 end
 if #lost > 0 then count('leases_lost', #lost) end
-return lost
+local node_exp = redis.call('ZSCORE', KEYS[K_NODES], node)
+return {now, node_exp and tonumber(node_exp) or -1, lost}
