@@ -7,7 +7,8 @@ targets, recomputed every round from what :meth:`NamespaceStore.flow` reads:
 * **queued** (task messages sent, not yet claimed; ``D``):
   ``slots + ceil(2 x rate x refill_latency)``. ``slots`` is the sum of the
   live nodes' task windows (one spare message per slot), ``rate`` the
-  measured completion rate (partitions/s, smoothed), ``refill_latency`` how
+  measured completion rate (partitions/s, smoothed over about 2 s while there
+  is work; the last round's own rate when that is higher), ``refill_latency`` how
   long the leader takes from a wake-up to sent messages (3 x the smoothed
   round time, at least 0.2 s). Claims wake the leader once half of it is
   left, so the queue never runs dry while the leader refills it, and a
@@ -58,17 +59,24 @@ class FlowMeter:
 
     def __init__(self) -> None:
         self.rate = 0.0          # partitions finished per second, smoothed
+        self.inst = 0.0          # ... over the last round only
         self.round_s = 0.0       # a leader round, smoothed
         self._last: tuple[int, int] | None = None  # (server ms, finished)
 
-    def observe(self, now_ms: int, finished: int) -> None:
+    def observe(self, now_ms: int, finished: int, busy: bool = True) -> None:
+        """``busy``: there was work to do (partitions pending or sent). A job
+        with nothing to do finishes nothing, which says nothing about how fast
+        it goes: its rate is kept for when work comes back (a tailing job, the
+        next batch), instead of starting again from nothing."""
         last, self._last = self._last, (now_ms, finished)
         if last is None or now_ms <= last[0]:
             return
         dt = (now_ms - last[0]) / 1000
-        inst = max(0, finished - last[1]) / dt  # a reset makes the count go back
+        self.inst = max(0, finished - last[1]) / dt  # a reset makes the count go back
+        if not busy and self.inst == 0:
+            return
         alpha = 1 - math.exp(-dt / RATE_TAU)
-        self.rate += alpha * (inst - self.rate)
+        self.rate += alpha * (self.inst - self.rate)
 
     def round_took(self, seconds: float) -> None:
         self.round_s = seconds if self.round_s == 0 else self.round_s + 0.2 * (seconds - self.round_s)
@@ -76,9 +84,12 @@ class FlowMeter:
     def targets(self, settings: ElkSettings, flow: Flow) -> Targets:
         slots = max(1, flow.slots)
         refill = max(MIN_REFILL, 3 * self.round_s)
-        queued = slots + math.ceil(2 * self.rate * refill)
+        # the smoothed rate lags a job speeding up (its first seconds): the
+        # last round's rate, when higher, sizes the flow at once
+        rate = max(self.rate, self.inst)
+        queued = slots + math.ceil(2 * rate * refill)
         pending = max(slots * settings.worker_partition_multiple,
-                      queued + math.ceil(self.rate * PLAN_AHEAD))
+                      queued + math.ceil(rate * PLAN_AHEAD))
         if settings.max_pending_partitions:
             pending = min(pending, settings.max_pending_partitions)
             queued = min(queued, pending)

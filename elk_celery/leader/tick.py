@@ -97,7 +97,7 @@ def lead_round(job: Job, epoch: int, *, full: bool = True, full_gaps: bool = Fal
         back, failed = recover(job, epoch)
     with timed(job.elk.hooks, "flow"):
         flow = store.flow(with_slots=True)
-    meter.observe(flow.now_ms, flow.completed + flow.failed)
+    meter.observe(flow.now_ms, flow.completed + flow.failed, busy=flow.pending > 0 or flow.queued > 0)
     targets = meter.targets(s, flow)
     sent = [0]
     next_due: list[int | None] = [None]
