@@ -37,6 +37,8 @@ RATE_TAU = 2.0
 #: message than the partitions cost the pool; at 0.2 s a round sends about
 #: 0.2 s of work, and a re-sent partition waits behind at most about that.
 MIN_REFILL = 0.2
+#: Completions a round must have seen for its own rate to size the flow.
+INST_MIN = 4
 #: Seconds of work planned beyond the queued messages.
 PLAN_AHEAD = 1.0
 
@@ -72,11 +74,14 @@ class FlowMeter:
         if last is None or now_ms <= last[0]:
             return
         dt = (now_ms - last[0]) / 1000
-        self.inst = max(0, finished - last[1]) / dt  # a reset makes the count go back
-        if not busy and self.inst == 0:
+        done = max(0, finished - last[1])  # a reset makes the count go back
+        if not busy and done == 0:
             return
+        inst = done / dt
+        # a round's own rate is worth trusting only over a few completions
+        self.inst = inst if done >= INST_MIN and dt >= 0.05 else 0.0
         alpha = 1 - math.exp(-dt / RATE_TAU)
-        self.rate += alpha * (self.inst - self.rate)
+        self.rate += alpha * (inst - self.rate)
 
     def round_took(self, seconds: float) -> None:
         self.round_s = seconds if self.round_s == 0 else self.round_s + 0.2 * (seconds - self.round_s)
