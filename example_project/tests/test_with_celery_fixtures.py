@@ -26,8 +26,10 @@ def celery_config():
             "worker_hijack_root_logger": False}
 
 
-def test_celery_worker_fixture_after_elk(elk_celery_app, celery_worker, records_table):
-    # elk_celery_app comes first: the job is registered before celery_worker starts
+def test_celery_worker_fixture_after_elk(records_table, elk_celery_app, celery_worker):
+    # the table first: a worker's leader plans as soon as the worker starts, and
+    # rows written into a range it has already processed are not processed again;
+    # elk_celery_app before celery_worker: the job is registered before it starts
     from elk_celery import get_elk
     from elk_celery.testing import run_job
 
