@@ -99,11 +99,12 @@ class ReplyDropper:
             except OSError:
                 data = b""
             if data and state["drop"] is not None:
-                # the command ran; its caller never hears of it
+                # the command ran; its caller never hears of it (flagged
+                # first: the caller may be done with its retry before we are)
                 self.drops += 1
+                state["drop"].set()
                 _close(client)
                 _close(server)
-                state["drop"].set()
                 return
             if not data:
                 _close(client)
