@@ -17,6 +17,13 @@ targets, recomputed every round from what :meth:`NamespaceStore.flow` reads:
   backlog, ``slots x worker_partition_multiple``, and enough for one more
   second at the measured rate beyond ``D``; ``max_pending_partitions``,
   when set, caps both.
+
+A sent message counts as queued for three times the wait the queue implies
+(at least 2 s): one whose worker was killed with it prefetched, or whose
+queue was purged, is sent again only after ``allocation_interval``, and must
+not hold the flow back until then. A message that merely waits longer (all
+slots busy with long partitions) makes the leader send a few more than needed,
+never more than the pending backlog.
 """
 
 from __future__ import annotations
@@ -37,6 +44,8 @@ RATE_TAU = 2.0
 #: message than the partitions cost the pool; at 0.2 s a round sends about
 #: 0.2 s of work, and a re-sent partition waits behind at most about that.
 MIN_REFILL = 0.2
+#: Seconds a sent message counts as on its way at least (see queued_horizon_ms).
+QUEUED_HORIZON_MIN = 2.0
 #: Completions a round must have seen for its own rate to size the flow.
 INST_MIN = 4
 #: Seconds of work planned beyond the queued messages.
@@ -63,6 +72,7 @@ class FlowMeter:
         self.rate = 0.0          # partitions finished per second, smoothed
         self.inst = 0.0          # ... over the last round only
         self.round_s = 0.0       # a leader round, smoothed
+        self.last_queued = 0     # the queued target of the last round
         self._last: tuple[int, int] | None = None  # (server ms, finished)
 
     def observe(self, now_ms: int, finished: int, busy: bool = True) -> None:
@@ -82,6 +92,13 @@ class FlowMeter:
         self.inst = inst if done >= INST_MIN and dt >= 0.05 else 0.0
         alpha = 1 - math.exp(-dt / RATE_TAU)
         self.rate += alpha * (inst - self.rate)
+
+    def queued_horizon_ms(self, queued: int) -> int:
+        """How long a sent message may wait unclaimed before the flow stops
+        counting it (it is probably lost): three times the wait the queue
+        implies at the measured rate, at least QUEUED_HORIZON_MIN."""
+        wait = queued / self.rate if self.rate > 0 else 0.0
+        return int(1000 * max(QUEUED_HORIZON_MIN, 3 * wait))
 
     def round_took(self, seconds: float) -> None:
         self.round_s = seconds if self.round_s == 0 else self.round_s + 0.2 * (seconds - self.round_s)

@@ -96,9 +96,11 @@ def lead_round(job: Job, epoch: int, *, full: bool = True, full_gaps: bool = Fal
     if full:
         back, failed = recover(job, epoch)
     with timed(job.elk.hooks, "flow"):
-        flow = store.flow(with_slots=True)
+        flow = store.flow(with_slots=True,
+                          queued_within_ms=meter.queued_horizon_ms(meter.last_queued))
     meter.observe(flow.now_ms, flow.completed + flow.failed, busy=flow.pending > 0 or flow.queued > 0)
     targets = meter.targets(s, flow)
+    meter.last_queued = targets.queued
     sent = [0]
     next_due: list[int | None] = [None]
 

@@ -192,9 +192,12 @@ class NamespaceStore:
         nxt = int(r[2])
         return Dispatched(due, None if nxt < 0 else nxt, int(r[3]))
 
-    def flow(self, with_slots: bool = True) -> Flow:
-        """One read of what the leader sizes its round by (store/lua/flow.lua)."""
-        r = self._run("flow", ["1" if with_slots else "0"])
+    def flow(self, with_slots: bool = True, queued_within_ms: int | None = None) -> Flow:
+        """One read of what the leader sizes its round by (store/lua/flow.lua);
+        with ``queued_within_ms``, only messages sent that recently count as
+        queued."""
+        r = self._run("flow", ["1" if with_slots else "0",
+                               "" if queued_within_ms is None else max(1, int(queued_within_ms))])
         raw = text(r[9])
         try:
             cursor: int | str | None = int(raw) if raw else None

@@ -367,3 +367,26 @@ def test_a_tick_that_does_not_lead_leaves_the_lease_to_expire(redis_url, namespa
     assert tick_job(job, node="L", lead=False)["role"] == "held"
     wait_for(lambda: job.store.leader() is None, 5, "the unrenewed lease to lapse")
     assert tick_job(job, node="other", lead=False)["role"] == "elected"
+
+
+def test_messages_lost_with_a_killed_worker_do_not_hold_up_the_flow(redis_url, redis_client,
+                                                                     namespace):
+    # A worker SIGKILLed takes the messages it had prefetched with it; until they
+    # are sent again (allocation_interval, 120 s) the leader must not count them
+    # as still on their way, or it sends nothing new for two minutes.
+    app = make_app(redis_url, namespace)
+    elk = Elk(app)
+
+    @partitioned_task(namespace=namespace, planner=RangePlanner(max_id=10_000, size=100))
+    def lossy(min_id, max_id, options):
+        return 0
+
+    job = elk.job(namespace)
+    job.store.heartbeat("n1", {"slots": 2})
+    first = tick_job(job, node="L")["dispatched"]
+    assert first >= 2
+    redis_client.delete(namespace)  # the broker's queue: the messages are gone
+    assert tick_job(job, node="L")["dispatched"] == 0  # just sent: on their way
+    wait_for(lambda: tick_job(job, node="L")["dispatched"] > 0, 15,
+             "the leader to send new messages while the lost ones wait for their resend")
+    assert job.store.strategy.get_partition_stats().counters["dispatched"] > first

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from elk_celery import ElkSettings
 from elk_celery.leader.flow import MIN_REFILL, FlowMeter
 from elk_celery.store.namespace import Flow
@@ -58,3 +60,12 @@ def test_max_pending_partitions_caps_both_targets():
     m.observe(1_000, 1_000)
     t = m.targets(ElkSettings(max_pending_partitions=30), flow(1_000, 1_000))
     assert t.pending == 30 and t.queued <= 30
+
+
+def test_a_sent_message_counts_as_queued_for_three_times_the_wait_it_implies():
+    m = FlowMeter()
+    assert m.queued_horizon_ms(100) == 2_000  # no rate yet: the least horizon
+    m.observe(0, 0)
+    for k in range(1, 41):
+        m.observe(k * 100, k * 2)  # 20 partitions/s
+    assert m.queued_horizon_ms(200) == pytest.approx(3 * 200 / m.rate * 1000, rel=0.01)

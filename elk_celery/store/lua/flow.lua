@@ -5,9 +5,14 @@
 -- KEYS: the common keys of _lib.lua (no partition storage).
 -- ARGV[1] '1' = also add up the live nodes' slots (field `slots` of each live
 --         node's JSON description; 1 for a node that gives none)
+-- ARGV[2] queued horizon, ms ('' = none): count in `queued` only messages sent
+--         this recently. An older one is likely lost (the worker that had
+--         prefetched it was killed, the queue was purged); it is sent again
+--         at its resend time, and must not hold the leader back until then.
 -- Reply: {server time ms, pending, completed, failed, queued, live nodes,
 --         slots, breaker state, breaker opened_at ms (0 = never), cursor ('' = none)}
 
+local horizon = opt_num_arg(ARGV[2] or '', 'queued horizon ms', 1, MAX_EXACT)
 local now = now_ms()
 local c = redis.call('HMGET', KEYS[K_STATS], 'pending', 'completed', 'failed')
 local live, slots = 0, 0
@@ -26,5 +31,6 @@ if ARGV[1] == '1' then
 end
 local b = redis.call('HMGET', KEYS[K_BREAKER], 'state', 'opened_at')
 return {now, tonumber(c[1] or '0'), tonumber(c[2] or '0'), tonumber(c[3] or '0'),
-        redis.call('ZCARD', KEYS[K_QUEUED]), live, slots, b[1] or 'closed',
+        horizon and redis.call('ZCOUNT', KEYS[K_QUEUED], now - horizon, '+inf')
+          or redis.call('ZCARD', KEYS[K_QUEUED]), live, slots, b[1] or 'closed',
         tonumber(b[2] or '0'), redis.call('HGET', KEYS[K_META], 'cursor') or ''}
