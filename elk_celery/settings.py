@@ -121,18 +121,18 @@ class ElkSettings:
                 value = None
             if value is not None:
                 values[f.name] = value
-        _reject_unknown(overrides)
+        reject_unknown(overrides)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
     @classmethod
     def from_url(cls, redis_url: str, **overrides: Any) -> ElkSettings:
-        _reject_unknown(overrides)
+        reject_unknown(overrides)
         return cls(redis_url=redis_url, **overrides)
 
     def replace(self, **overrides: Any) -> ElkSettings:
         """A copy with overrides applied (None values are ignored)."""
-        _reject_unknown(overrides)
+        reject_unknown(overrides)
         return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
     # -- derived values -----------------------------------------------------
@@ -198,7 +198,7 @@ def reject_app_only(overrides: Mapping[str, Any]) -> None:
             f"{', '.join(bad)} cannot be set per job: set elk_{bad[0]} on app.conf or in Elk(app, ...)")
 
 
-def _reject_unknown(overrides: Mapping[str, Any]) -> None:
+def reject_unknown(overrides: Mapping[str, Any]) -> None:
     known = {f.name for f in fields(ElkSettings)}
     unknown = sorted(set(overrides) - known)
     if unknown:
