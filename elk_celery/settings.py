@@ -9,13 +9,14 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, fields
 from datetime import timedelta
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from .errors import ConfigError
+from .models import StrategyType
 
 PREFIX = "elk_"
 
-_STRATEGIES = ("hash", "simple")
+_STRATEGIES = tuple(t.value for t in StrategyType)
 
 #: Settings that belong to the whole app (connections, the tick, the metrics
 #: endpoint): a per-job value would be silently meaningless, so it is refused.
@@ -188,6 +189,12 @@ class ElkSettings:
 
 #: elk_* keys read by other parts (the CLI), not ElkSettings fields.
 OTHER_KEYS = frozenset({"elk_namespaces"})
+
+
+def shortest(settings: Iterable[ElkSettings], name: str, default: float) -> float:
+    """The shortest ``name`` duration over ``settings`` (e.g. every job's, to
+    pace a thread that serves them all); ``default`` when there are none."""
+    return min((float(getattr(s, name)) for s in settings), default=default)
 
 
 def reject_app_only(overrides: Mapping[str, Any]) -> None:

@@ -165,6 +165,31 @@ STORE_NOT_YET_AT_THE_BOTTOM = {
 }
 
 
+def test_one_list_of_strategy_names() -> None:
+    import typing
+
+    from elk_celery.job_settings import JobSettings
+    from elk_celery.models import StrategyType
+    from elk_celery.settings import _STRATEGIES
+    from elk_celery.store.scripts import LAYOUTS
+    from elk_celery.strategies import STRATEGIES
+
+    names = {t.value for t in StrategyType}
+    assert set(STRATEGIES) == set(LAYOUTS) == set(_STRATEGIES) == names
+    assert {cls.kind.value for cls in STRATEGIES.values()} == names
+    # the typed settings spell them out (a Literal can't be computed)
+    hint = typing.get_type_hints(JobSettings)["strategy"]
+    assert set(typing.get_args(hint)) == names
+
+
+def test_member_codec_round_trip() -> None:
+    from elk_celery.store.codec import member, member_id, parse_member
+
+    m = member(7, 2**63 - 2, 2**63 - 1)
+    assert parse_member(m.encode()) == (7, 2**63 - 2, 2**63 - 1)
+    assert member_id(m) == "7"
+
+
 def _chain(node: ast.AST) -> str:
     """``a.b.c`` of an attribute chain (``?`` for anything not a name)."""
     if isinstance(node, ast.Attribute):

@@ -22,6 +22,7 @@ from ..errors import ConfigError
 from ..leader.loop import LeaderLoop
 from ..leader.process import LeaderProcess
 from ..metrics_bridge import prepare_metrics, start_metrics_if_configured
+from ..settings import shortest
 from .node import (is_prefork, new_node_id, node_id, pool_name, pool_size, set_node_id,
                    set_pool_size, task_window)
 
@@ -79,8 +80,8 @@ class Heartbeat:
         return ok
 
     def _loop(self) -> None:
-        interval = min((j.settings.heartbeat_interval for j in self.elk.jobs.values()),
-                       default=self.elk.settings.heartbeat_interval)
+        interval = shortest((j.settings for j in self.elk.jobs.values()), "heartbeat_interval",
+                            self.elk.settings.heartbeat_interval)
         # a failed heartbeat is tried again soon: the pool's processors stop
         # at the node's expiry known to their last renewal (worker/lease.py)
         retry = min(interval / 4, 1.0)
