@@ -147,6 +147,26 @@ def test_acquire_claims_with_a_fence(strategy):
     check_invariants(strategy)
 
 
+def test_acquire_reads_what_its_claim_wrote_in_one_round_trip(strategy, monkeypatch):
+    strategy.create_partitions_if_not_exist(parts(1, 2))
+    strategy.scripts.load("claim")  # as after the first claim (and connected)
+    sends = []
+    real = redis.connection.AbstractConnection.send_packed_command
+
+    def counted(self, command, check_health=True):
+        sends.append(command)
+        return real(self, command, check_health)
+
+    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counted)
+    p = strategy.acquire_partition(1, "n1")
+    assert len(sends) == 1  # claim and read, one pipeline
+    monkeypatch.undo()
+    assert p == strategy.get_partition(1)  # the same partition a separate read finds
+    strategy.redis.script_flush()  # Redis forgot the scripts (a restart): loaded again
+    q = strategy.acquire_partition(2, "n1")
+    assert q is not None and q.status == "claimed" and q.node_id == "n1"
+
+
 def test_acquire_returns_none_when_held_by_anyone_even_the_same_node(strategy):
     strategy.create_partitions_if_not_exist(parts(1))
     first = claimed(strategy, 1, "n1")
