@@ -23,6 +23,7 @@ from ..leader.loop import LeaderLoop
 from ..leader.process import LeaderProcess
 from ..metrics_bridge import prepare_metrics, start_metrics_if_configured
 from ..settings import shortest
+from .lease import keeper
 from .node import (is_prefork, new_node_id, node_id, pool_name, pool_size, set_node_id,
                    set_pool_size, task_window)
 
@@ -126,6 +127,7 @@ class ElkWorkerStep(bootsteps.StartStopStep):
             # one clear line, not a traceback through Celery's blueprint
             log.critical("elk: invalid settings, worker not started: %s", exc)
             raise SystemExit(1) from None
+        keeper.use_hooks(elk.hooks)  # the pool's processes inherit them
         # every worker consumes the leader ticks, whatever its -Q says: ticks
         # must not wait behind a partition backlog in a shared queue
         worker.app.amqp.queues.select_add(leader_queue)
