@@ -241,3 +241,20 @@ ALLOWED_LEAKS: set[tuple[str, str]] = {
     ("elk_celery.job", "self.elk.redis"),    # the same
     ("elk_celery.testing", "elk.redis"),     # deletes Celery's queues (the broker's keys)
 }
+
+
+TESTS = Path(__file__).resolve().parent
+
+
+def test_tests_share_helpers_not_test_modules() -> None:
+    """Shared test code lives in conftest.py or helper modules; a test module
+    imports no other test module (and no Redis-backed folder is "unit")."""
+    wrong = []
+    for path in sorted(TESTS.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                last = node.module.rsplit(".", 1)[-1]
+                if last.startswith("test_") and path.name != "test_architecture.py":
+                    wrong.append(f"{path.relative_to(TESTS)} imports {node.module}")
+    assert wrong == []
+    assert not (TESTS / "unit").exists()

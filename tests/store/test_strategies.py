@@ -12,22 +12,10 @@ from elk_celery import (CorruptPartition, ElkError, ElkSettings, HashPartitionSt
                         StrategyType, VersionConflict)
 from elk_celery.store.connection import text
 
-from .invariants import check_invariants, eventually
+from tests.invariants import check_invariants, eventually
+from tests.partitions import SHORT, claimed, parts
 
 #: short leases for preemption tests: expire fast, still valid settings
-SHORT = {"heartbeat_interval": 0.1, "partition_lock_expiry": 0.3}
-
-
-def parts(*ids: int, size: int = 10) -> list[dict]:
-    return [{"partition_id": i, "min_id": i * size + 1, "max_id": (i + 1) * size} for i in ids]
-
-
-def claimed(strategy, pid: int, node: str = "n1") -> Partition:
-    p = strategy.acquire_partition(pid, node)
-    assert p is not None, f"could not claim {pid}"
-    return p
-
-
 # ----------------------------------------------------------------- basics
 
 def test_strategy_type_and_public_names(strategy):

@@ -17,7 +17,7 @@ from elk_celery import (ElkSettings, InvalidPartition, PartitionConflict, StaleF
                         VersionConflict)
 from elk_celery.store.connection import text
 
-from .invariants import check_invariants
+from tests.invariants import check_invariants
 from tests.raw_script import run_script
 
 PIDS = st.integers(0, 3)

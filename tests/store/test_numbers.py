@@ -15,7 +15,7 @@ from elk_celery.models import MAX_ITEMS, MAX_PARTITION_ID
 from elk_celery.store.connection import text
 from elk_celery.store.namespace import NamespaceStore
 
-from .invariants import check_invariants
+from tests.invariants import check_invariants
 from tests.raw_script import claim_argv, run_script, stored_values
 
 BIG_PID = 10**14 + 7

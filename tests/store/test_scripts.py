@@ -14,8 +14,8 @@ from elk_celery import ElkSettings, NamespaceStore, PartitionConflict, StaleLead
 from elk_celery.store import scripts
 from elk_celery.store.connection import text
 
-from .invariants import check_invariants, eventually
-from .test_strategies import SHORT, claimed, parts
+from tests.invariants import check_invariants, eventually
+from tests.partitions import SHORT, claimed, parts
 from tests.raw_script import run_script
 
 LUA = resources.files("elk_celery.store").joinpath("lua")

@@ -12,7 +12,7 @@ from elk_celery.store.namespace import NamespaceStore
 
 from tests.conftest import wait_for
 
-from .invariants import check_invariants
+from tests.invariants import check_invariants
 from tests.raw_script import stored_values
 
 
