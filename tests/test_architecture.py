@@ -258,3 +258,32 @@ def test_tests_share_helpers_not_test_modules() -> None:
                     wrong.append(f"{path.relative_to(TESTS)} imports {node.module}")
     assert wrong == []
     assert not (TESTS / "unit").exists()
+
+
+#: docs/architecture.md's layers: a module imports from its own layer or below.
+LAYERS = {
+    0: ["errors", "models", "keys", "settings", "job_settings", "planners", "hooks", "_version",
+        "_redis_server"],
+    1: ["store"],
+    2: ["strategies"],
+    3: ["gaps", "compaction", "breaker"],
+    4: ["job"],
+    5: ["leader", "worker", "metrics", "metrics_bridge"],
+    6: ["app"],
+    7: ["cli", "testing", ""],  # "" = the package's __init__.py
+}
+
+
+def layer_of(name: str) -> int:
+    rest = name[len(ROOT) + 1:] if name != ROOT else ""
+    top = rest.split(".", 1)[0]
+    for layer, tops in LAYERS.items():
+        if top in tops:
+            return layer
+    raise AssertionError(f"{name} is in no layer of docs/architecture.md: add it to LAYERS")
+
+
+def test_every_module_imports_only_its_layer_or_below() -> None:
+    upward = {name: sorted(m for m in imports_of(name) if layer_of(m) > layer_of(name))
+              for name in modules()}
+    assert {n: ms for n, ms in upward.items() if ms} == {}
