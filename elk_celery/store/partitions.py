@@ -111,6 +111,7 @@ class PartitionStrategy(ABC):
         self.keys = Keys(namespace, key_prefix or self.settings.key_prefix)
         self.scripts = Scripts(client, self.kind.value)
         self._line: Line | None = None
+        self._claim_options: dict[tuple[Any, ...], ClaimOptions] = {}
         #: packed pieces of hot-path commands (see :meth:`_hot_command`)
         self._hot: dict[tuple[Any, ...], tuple[bytes, bytes, bytes, int]] = {}
 
@@ -363,9 +364,8 @@ class PartitionStrategy(ABC):
         lost reply) gets the partition back, unchanged, if this node still
         holds it under that token. Use a new token for every claim you mean
         to make (a duplicate message must not share one)."""
-        opts = ClaimOptions.of(self.settings, target=target, window=window,
-                               allow_preemption=allow_preemption, force=force, defer=defer,
-                               require_live_node=require_live_node)
+        opts = self.claim_options(target, window, allow_preemption, force, defer,
+                                  require_live_node)
         return self.claim_with(opts, [partition_id], node_id, token)[0]
 
     def claim_many(self, partition_ids: Iterable[int], node_id: str, *, target: str = "running",
@@ -376,16 +376,28 @@ class PartitionStrategy(ABC):
         :attr:`BATCH` ids), decided in order exactly as separate claims would
         be (so a task ``window`` admits the first ones). A corrupt partition
         fails its whole call with nothing claimed."""
-        opts = ClaimOptions.of(self.settings, target=target, window=window,
-                               allow_preemption=allow_preemption, force=force, defer=defer,
-                               require_live_node=require_live_node)
+        opts = self.claim_options(target, window, allow_preemption, force, defer,
+                                  require_live_node)
         return self.claim_with(opts, partition_ids, node_id, token)
+
+    def claim_options(self, target: str = "running", window: int = 0,
+                      allow_preemption: bool | None = None, force: bool = False,
+                      defer: bool = True, require_live_node: bool = False) -> ClaimOptions:
+        """:meth:`ClaimOptions.of` these settings, made once per combination
+        (the settings are frozen; a claim is the hot path)."""
+        key = (target, window, allow_preemption, force, defer, require_live_node)
+        opts = self._claim_options.get(key)
+        if opts is None:
+            opts = self._claim_options[key] = ClaimOptions.of(
+                self.settings, target=target, window=window, allow_preemption=allow_preemption,
+                force=force, defer=defer, require_live_node=require_live_node)
+        return opts
 
     def claim_with(self, opts: ClaimOptions, partition_ids: Iterable[int], node_id: str,
                    token: str = "") -> list[Claim]:
         """claim.lua: the one call of it, per :attr:`BATCH` ids."""
         ids = [_pid(i) for i in partition_ids]
-        head = [*opts.args(node_id), _token(token)]
+        head = [*opts.args(node_id), _token(token)]  # args() validates node_id
         out: list[Claim] = []
         for start in range(0, len(ids), self.BATCH):
             chunk = ids[start:start + self.BATCH]
@@ -401,8 +413,7 @@ class PartitionStrategy(ABC):
         One round trip: the claim and the read of what it wrote go out in
         one pipeline (the read runs after the claim on the same connection)."""
         pid = _pid(partition_id)
-        opts = ClaimOptions.of(self.settings, target="claimed", window=0,
-                               allow_preemption=allow_preemption, force=force, defer=False)
+        opts = self.claim_options("claimed", 0, allow_preemption, force, defer=False)
         keys = self.keys.common + self._storage([pid])
         for _ in range(2):
             pipe = self.redis.pipeline(transaction=False)
@@ -530,8 +541,8 @@ class PartitionStrategy(ABC):
         _pid(partition_id)
         cmd = self._hot_command(
             "claim", ("claim", node_id, window, require_live_node),
-            lambda: ClaimOptions.of(self.settings, window=window,
-                                    require_live_node=require_live_node).args(node_id),
+            lambda: self.claim_options(window=window,
+                                       require_live_node=require_live_node).args(node_id),
             [partition_id], [_token(token), partition_id])
         try:
             r = self.line.call(cmd)
