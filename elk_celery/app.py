@@ -17,6 +17,7 @@ from .hooks import HookChain, Hooks
 from .planners import PartitionPlanner
 from .settings import ElkSettings, _reject_unknown, reject_app_only
 from .store.connection import redis_from_url
+from .store.urls import is_single_server
 from .store.namespace import NamespaceStore
 from .strategies import strategy_for
 
@@ -138,7 +139,7 @@ class Elk:
             s = ElkSettings.from_celery_conf(self.app.conf, **self._overrides)
             if s.redis_url is None:
                 broker = self.app.conf.broker_url or ""
-                if not str(broker).startswith(("redis://", "rediss://", "unix://")):
+                if not is_single_server(str(broker)):
                     raise ConfigError(
                         f"elk_redis_url is not set and the broker ({str(broker).split('@')[-1] or 'unset'}) "
                         "is not Redis: set app.conf.elk_redis_url = 'redis://host:6379/1'")

@@ -12,6 +12,7 @@ from datetime import timedelta
 from typing import Any, Mapping
 
 from .errors import ConfigError
+from .store.urls import parse as parse_redis_url
 
 PREFIX = "elk_"
 
@@ -181,9 +182,11 @@ class ElkSettings:
                       "or leadership lapses between rounds")
         if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
             raise bad("metrics_port", "must be a TCP port 0-65535")
-        if self.redis_url is not None and not self.redis_url.startswith(
-                ("redis://", "rediss://", "unix://")):
-            raise bad("redis_url", "must be a redis://, rediss:// or unix:// URL")
+        if self.redis_url is not None:
+            try:
+                parse_redis_url(self.redis_url)
+            except ConfigError as exc:  # says the URL without its password
+                raise ConfigError(f"{PREFIX}redis_url: {exc}") from None
 
 
 #: elk_* keys read by other parts (the CLI), not ElkSettings fields.

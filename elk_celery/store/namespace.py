@@ -10,7 +10,7 @@ from typing import Any
 
 from ..errors import StaleLeaderError
 from ..strategies.base import PartitionStrategy
-from .connection import text
+from .connection import socket_timeout, text
 
 
 @dataclass(frozen=True)
@@ -232,7 +232,7 @@ class NamespaceStore:
         True when woken. The wake-ups that came meanwhile are consumed too: a
         burst costs one round."""
         # a blocking call must end before the client's own socket timeout
-        limit = (self.redis.connection_pool.connection_kwargs.get("socket_timeout") or 0) - 1
+        limit = (socket_timeout(self.redis) or 0) - 1
         if limit > 0:
             timeout = min(timeout, limit)
         if timeout < 0.01:
