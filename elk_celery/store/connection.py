@@ -74,6 +74,14 @@ def is_cluster(client: Any) -> bool:
     return isinstance(client, RedisCluster)
 
 
+def server_time(client: Any, key: str) -> tuple[int, int]:
+    """TIME of the server holding ``key`` (on a cluster: its slot's master,
+    whose clock the scripts on that slot read)."""
+    if is_cluster(client):
+        return client.time(target_nodes=client.get_node_from_key(key))  # type: ignore[no-any-return]
+    return client.time()  # type: ignore[no-any-return]
+
+
 def socket_timeout(client: Any) -> float | None:
     """The read timeout of ``client``'s connections (None: none)."""
     if is_cluster(client):

@@ -10,7 +10,7 @@ from typing import Any
 
 from ..errors import StaleLeaderError
 from ..strategies.base import PartitionStrategy
-from .connection import socket_timeout, text
+from .connection import server_time, socket_timeout, text
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ class NamespaceStore:
         self.redis.sadd(registry_key(self.keys.prefix), self.namespace)
 
     def server_time_ms(self) -> int:
-        sec, usec = self.redis.time()
+        sec, usec = server_time(self.redis, self.keys.stats)
         return int(sec) * 1000 + int(usec) // 1000
 
     # -- leader lease ---------------------------------------------------------

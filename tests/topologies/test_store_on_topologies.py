@@ -1,0 +1,102 @@
+"""The real store on a Redis Cluster and behind Sentinel: short smoke tests
+for the default suite (the deployments are shared per session)."""
+
+from __future__ import annotations
+
+import redis as redis_py
+import pytest
+
+from elk_celery import ElkSettings
+from elk_celery.store.connection import redis_from_url
+from elk_celery.store.namespace import NamespaceStore
+from elk_celery.strategies import strategy_for
+from tests.conftest import cleanup_namespace, unique_namespace
+
+pytestmark = pytest.mark.topology
+
+
+@pytest.fixture(params=["hash", "simple"])
+def strategy_name(request):
+    return request.param
+
+
+def _store(url: str, namespace: str, strategy: str = "hash") -> NamespaceStore:
+    return NamespaceStore(strategy_for(redis_from_url(url), namespace,
+                                       ElkSettings(strategy=strategy)))
+
+
+def _claim_and_complete(store: NamespaceStore, n: int = 5) -> None:
+    node = "host:smoke"
+    s = store.strategy
+    store.register()
+    store.heartbeat(node, {})
+    lead = store.leader_acquire(node)
+    assert lead.is_leader and lead.role == "elected"
+    store.init_plan(1)
+    created, first = store.plan_range(lead.epoch, 1, n * 10, 10)
+    assert created == n
+    sent = store.dispatch(lead.epoch)
+    assert [pid for pid, _, _ in sent.due] == list(range(first, first + n))
+    fences = []
+    for pid in range(first, first + n):
+        c = s.worker_claim(pid, node, token=f"t{pid}")  # the hot path, on the process's line
+        assert c.ok, c
+        fences.append(c.fence)
+        s.complete_partition(pid, node, c.fence, 10)
+    stats = s.get_partition_stats()
+    assert (stats.total_count, stats.completed_count, stats.items_processed) == (n, n, n * 10)
+    assert len(set(fences)) == n
+    assert [ni.node_id for ni in store.nodes()] == [node]
+
+
+def test_store_on_redis_cluster(redis_cluster, strategy_name):
+    ns = unique_namespace("c")
+    store = _store(redis_cluster.url, ns, strategy_name)
+    try:
+        _claim_and_complete(store)
+        # every key of the namespace is on the master of its slot
+        master = redis_py.Redis(port=redis_cluster.master_of(store.keys.stats))
+        assert master.hget(store.keys.stats, "completed") == b"5"
+        master.close()
+        # a client given one seed node finds the rest
+        other = _store(redis_cluster.seed_url(1), ns, strategy_name)
+        assert other.strategy.get_partition_stats().completed_count == 5
+    finally:
+        cleanup_namespace(store.redis, ns)
+        store.reset()
+
+
+def test_two_namespaces_on_different_masters(redis_cluster):
+    a = unique_namespace("a")
+    b = redis_cluster.key_on_other_master(
+        [f"elk:{{{a}}}:stats"], lambda i: f"elk:{{b{i}-{a[2:]}}}:stats").split("{")[1].split("}")[0]
+    sa, sb = _store(redis_cluster.url, a), _store(redis_cluster.url, b)
+    try:
+        assert redis_cluster.master_of(sa.keys.stats) != redis_cluster.master_of(sb.keys.stats)
+        _claim_and_complete(sa, 3)
+        _claim_and_complete(sb, 4)
+        assert sa.strategy.get_partition_stats().completed_count == 3
+        assert sb.strategy.get_partition_stats().completed_count == 4
+    finally:
+        sa.reset()
+        sb.reset()
+
+
+def test_server_time_is_the_namespace_masters(redis_cluster):
+    store = _store(redis_cluster.url, unique_namespace("t"))
+    master = redis_py.Redis(port=redis_cluster.master_of(store.keys.stats))
+    sec, _ = master.time()
+    master.close()
+    assert abs(store.server_time_ms() // 1000 - sec) <= 2
+
+
+def test_store_behind_sentinel(redis_sentinel, strategy_name):
+    ns = unique_namespace("s")
+    store = _store(redis_sentinel.url, ns, strategy_name)
+    try:
+        _claim_and_complete(store)
+        master = redis_py.Redis(port=redis_sentinel.master_port())
+        assert master.hget(store.keys.stats, "completed") == b"5"
+        master.close()
+    finally:
+        store.reset()
