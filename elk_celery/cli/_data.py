@@ -28,10 +28,8 @@ def partition_dict(p: Partition) -> dict[str, Any]:
 def counts(t: Target) -> dict[str, Any]:
     """Stats of one namespace at one instant (Redis server time)."""
     store = t.store
-    pipe = store.redis.pipeline(transaction=False)
-    pipe.hgetall(store.keys.stats)
-    pipe.time()
-    raw, (sec, usec) = pipe.execute()
+    raw = store.redis.hgetall(store.keys.stats)
+    at_ms = store.server_time_ms()  # not pipelined: a cluster pipeline can't carry TIME
     c = {text(k): int(v) for k, v in raw.items()}
     per_node: dict[str, dict[str, int]] = {}
     for key, value in c.items():  # complete.lua's per-host counters
@@ -42,7 +40,7 @@ def counts(t: Target) -> dict[str, Any]:
     done = c.get("completed", 0)
     failed = c.get("failed", 0)
     return {
-        "at_ms": int(sec) * 1000 + int(usec) // 1000,
+        "at_ms": at_ms,
         "total": total, "pending": c.get("pending", 0), "claimed": c.get("claimed", 0),
         "running": c.get("running", 0), "completed": done, "failed": failed,
         "items_processed": c.get("items", 0), "compacted": c.get("compacted", 0),

@@ -172,8 +172,9 @@ class ClusterCollector:
 
 def _read(store: NamespaceStore) -> dict[str, Any]:
     k = store.keys
+    # TIME on its own: a cluster pipeline can't carry a command without a key
+    now = store.server_time_ms()
     pipe = store.redis.pipeline(transaction=False)
-    pipe.time()
     pipe.hgetall(k.stats)
     pipe.get(k.leader)
     pipe.pttl(k.leader)
@@ -183,8 +184,8 @@ def _read(store: NamespaceStore) -> dict[str, Any]:
     pipe.hgetall(k.meta)
     pipe.zrange(k.pending, 0, 0, withscores=True)
     pipe.zrange(k.leases, 0, 0, withscores=True)
-    (sec, usec), stats, leader, pttl, nodes, inflight, breaker, meta, pending, leases = pipe.execute()
-    return {"now": int(sec) * 1000 + int(usec) // 1000, "stats": stats, "leader": leader,
+    stats, leader, pttl, nodes, inflight, breaker, meta, pending, leases = pipe.execute()
+    return {"now": now, "stats": stats, "leader": leader,
             "pttl": pttl, "nodes": nodes, "inflight": inflight,
             "breaker": {text(a): text(b) for a, b in breaker.items()},
             "meta": {text(a): text(b) for a, b in meta.items()},

@@ -10,7 +10,7 @@ from elk_celery.store.connection import redis_from_url
 from tests.integration.helpers import coverage, ledger
 from tests.redis_topologies import wait_for
 
-pytestmark = pytest.mark.topology
+pytestmark = [pytest.mark.topology, pytest.mark.chaos]
 
 
 def _on(c, state_url: str, broker_url: str) -> None:
