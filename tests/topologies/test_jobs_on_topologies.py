@@ -54,3 +54,81 @@ def test_job_behind_sentinel(redis_sentinel, cluster, redis_url, redis_client, n
     assert not redis_client.exists(state.keys.stats)
     from tests.conftest import cleanup_namespace
     cleanup_namespace(state.redis, namespace)
+
+
+def _completed(state) -> int:
+    return state.get_partition_stats().completed_count
+
+
+def _job_survives(c, state, redis_client, namespace, total: int, max_id: int, kill) -> None:
+    """Run the job, call ``kill()`` once a quarter is done, then check every
+    ID was processed; duplicates are allowed (writes lost in the failover)
+    and printed."""
+    try:
+        wait_for("a quarter of the job done", lambda: _completed(state) >= total // 4, 90)
+        kill()
+        wait_for(f"{total} partitions completed after the failover",
+                 lambda: _done(state, total), 180, every=0.2)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{c.logs()}") from None
+    missing, twice = coverage(ledger(redis_client, namespace), max_id)
+    assert not missing, f"IDs never processed: {sorted(missing)[:20]}"
+    print(f"\n{namespace}: {len(twice)} partition(s) run more than once after the failover: "
+          f"{sorted(twice.items())[:10]}")
+
+
+def test_job_survives_a_cluster_master_failover(redis_cluster_private, cluster, redis_url,
+                                                redis_client, namespace):
+    topo = redis_cluster_private
+    c = cluster(max_id=4000, size=50, window=2, sleep=0.05)
+    _on(c, topo.url, redis_url)
+    for name in ("w1", "w2"):
+        c.worker(name, concurrency=2)
+    state = HashPartitionStrategy(redis_from_url(topo.url), namespace)
+    killed: list[tuple[int, int]] = []
+    _job_survives(c, state, redis_client, namespace, 80, 4000,
+                  lambda: killed.append(topo.kill_master_of(state.keys.stats)))
+    old, new = killed[0]
+    assert topo.master_of(state.keys.stats) == new != old
+
+
+def test_job_survives_a_sentinel_failover(redis_sentinel_private, cluster, redis_url,
+                                          redis_client, namespace):
+    topo = redis_sentinel_private
+    c = cluster(max_id=4000, size=50, window=2, sleep=0.05)
+    _on(c, topo.url, redis_url)
+    for name in ("w1", "w2"):
+        c.worker(name, concurrency=2)
+    state = HashPartitionStrategy(redis_from_url(topo.url), namespace)
+    killed: list[tuple[int, int]] = []
+    _job_survives(c, state, redis_client, namespace, 80, 4000,
+                  lambda: killed.append(topo.kill_master()))
+    assert topo.master_port() == killed[0][1] == topo.replica.port
+
+
+def test_two_jobs_on_different_masters_one_fails_over(redis_cluster_private, cluster, redis_url,
+                                                      redis_client, namespace):
+    """Two namespaces whose slots are on different masters run at once; the
+    master of the first is killed: both finish, every ID of each processed."""
+    topo = redis_cluster_private
+    other = topo.key_on_other_master([f"elk:{{{namespace}}}:stats"],
+                                     lambda i: f"elk:{{{namespace}-b{i}}}:stats").split("{")[1].split("}")[0]
+    jobs = []
+    for ns in (namespace, other):
+        c = cluster(max_id=2000, size=50, window=2, sleep=0.05)
+        c.namespace = ns
+        c.env["ELK_TEST_NS"] = ns
+        _on(c, topo.url, redis_url)
+        c.worker(f"{ns}-w1", concurrency=2)
+        jobs.append((c, HashPartitionStrategy(redis_from_url(topo.url), ns)))
+    (c1, s1), (c2, s2) = jobs
+    assert topo.master_of(s1.keys.stats) != topo.master_of(s2.keys.stats)
+    try:
+        _job_survives(c1, s1, redis_client, namespace, 40, 2000,
+                      lambda: topo.kill_master_of(s1.keys.stats))
+        wait_for("the other job done", lambda: _done(s2, 40), 120)
+        missing, _ = coverage(ledger(redis_client, other), 2000)
+        assert not missing
+    finally:
+        redis_client.delete(f"{other}:ledger", f"{other}:runs", f"{other}:maxrun",
+                            f"{other}:running_all", f"{other}:maxrun_all", other)
