@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import click
-import redis
 
 from ..errors import ConfigError
 from ..settings import ElkSettings

@@ -52,7 +52,7 @@ def _auth(parsed: urls.RedisURL) -> dict[str, Any]:
 def _cluster(parsed: urls.RedisURL, kwargs: dict[str, Any]) -> Any:
     from redis.cluster import ClusterNode, RedisCluster
 
-    nodes = [ClusterNode(host, port) for host, port in parsed.hosts]
+    nodes = [ClusterNode(host, port) for host, port in parsed.hosts]  # type: ignore[no-untyped-call]
     kwargs.pop("health_check_interval", None)  # not a cluster connection option
     return RedisCluster(startup_nodes=nodes, **_auth(parsed), **kwargs)
 
@@ -65,8 +65,10 @@ def _sentinel_master(parsed: urls.RedisURL, kwargs: dict[str, Any]) -> redis.Red
     to_sentinels.update(parsed.sentinel_auth)
     if parsed.tls:
         to_sentinels.update(ssl=True, **parsed.tls_options)
-    sentinel = Sentinel(list(parsed.hosts), sentinel_kwargs=to_sentinels)
-    return sentinel.master_for(parsed.service, db=parsed.db, **_auth(parsed), **kwargs)
+    sentinel = Sentinel(list(parsed.hosts), sentinel_kwargs=to_sentinels)  # type: ignore[no-untyped-call]
+    master: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
+        parsed.service, db=parsed.db, **_auth(parsed), **kwargs)
+    return master
 
 
 def is_cluster(client: Any) -> bool:
@@ -84,9 +86,10 @@ def server_time(client: Any, key: str) -> tuple[int, int]:
 
 def socket_timeout(client: Any) -> float | None:
     """The read timeout of ``client``'s connections (None: none)."""
-    if is_cluster(client):
-        return client.get_connection_kwargs().get("socket_timeout")
-    return client.connection_pool.connection_kwargs.get("socket_timeout")
+    kwargs = client.get_connection_kwargs() if is_cluster(client) else \
+        client.connection_pool.connection_kwargs
+    value = kwargs.get("socket_timeout")
+    return None if value is None else float(value)
 
 
 def text(value: object) -> str:
