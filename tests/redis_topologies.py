@@ -55,7 +55,34 @@ def _client(port: int) -> redis.Redis:
                        decode_responses=True)
 
 
-class RedisClusterTopology:
+class _Topology:
+    """Servers started together, SIGKILLed together; a context manager."""
+
+    dir: str
+
+    def start(self, timeout: float = 60.0) -> Any:
+        raise NotImplementedError
+
+    def processes(self) -> list[RedisServer]:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        for s in self.processes():
+            s.stop(signal.SIGKILL)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self) -> Any:
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class RedisClusterTopology(_Topology):
     """Six cluster nodes (3 masters with a replica each) on loopback ports."""
 
     def __init__(self, masters: int = 3) -> None:
@@ -104,20 +131,8 @@ class RedisClusterTopology:
         return (len({int(r[2][1]) for r in slots}) == self.masters
                 and all(len(r) > 3 for r in slots))
 
-    def stop(self) -> None:
-        for s in self.servers:
-            s.stop(signal.SIGKILL)
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    def __enter__(self) -> RedisClusterTopology:
-        try:
-            return self.start()
-        except BaseException:
-            self.stop()
-            raise
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def processes(self) -> list[RedisServer]:
+        return list(self.servers)
 
     # -- what the cluster looks like -----------------------------------------------
     @property
@@ -244,7 +259,7 @@ class SentinelProcess(RedisServer):
                                     stderr=subprocess.STDOUT, cwd=self.dir)
 
 
-class SentinelTopology:
+class SentinelTopology(_Topology):
     """One master, one replica and three sentinels (quorum 2) on loopback ports."""
 
     service = "elkmaster"
@@ -282,20 +297,8 @@ class SentinelTopology:
                 c.close()
         return True
 
-    def stop(self) -> None:
-        for s in [*self.sentinels, self.master, *( [self.replica] if self.replica else [])]:
-            s.stop(signal.SIGKILL)
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    def __enter__(self) -> SentinelTopology:
-        try:
-            return self.start()
-        except BaseException:
-            self.stop()
-            raise
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def processes(self) -> list[RedisServer]:
+        return [*self.sentinels, self.master, *([self.replica] if self.replica else [])]
 
     @property
     def url(self) -> str:

@@ -77,9 +77,9 @@ def _job_survives(c, state, redis_client, namespace, total: int, max_id: int, ki
           f"{sorted(twice.items())[:10]}")
 
 
-def test_job_survives_a_cluster_master_failover(redis_cluster_private, cluster, redis_url,
-                                                redis_client, namespace):
-    topo = redis_cluster_private
+def _two_workers_fail_over(topo, cluster, redis_url, redis_client, namespace, kill):
+    """80 partitions on two workers; ``kill(state)`` once a quarter is done.
+    Returns (killed port, new master port)."""
     c = cluster(max_id=4000, size=50, window=2, sleep=0.05)
     _on(c, topo.url, redis_url)
     for name in ("w1", "w2"):
@@ -87,23 +87,25 @@ def test_job_survives_a_cluster_master_failover(redis_cluster_private, cluster, 
     state = HashPartitionStrategy(redis_from_url(topo.url), namespace)
     killed: list[tuple[int, int]] = []
     _job_survives(c, state, redis_client, namespace, 80, 4000,
-                  lambda: killed.append(topo.kill_master_of(state.keys.stats)))
-    old, new = killed[0]
+                  lambda: killed.append(kill(state)))
+    return state, killed[0]
+
+
+def test_job_survives_a_cluster_master_failover(redis_cluster_private, cluster, redis_url,
+                                                redis_client, namespace):
+    topo = redis_cluster_private
+    state, (old, new) = _two_workers_fail_over(
+        topo, cluster, redis_url, redis_client, namespace,
+        lambda state: topo.kill_master_of(state.keys.stats))
     assert topo.master_of(state.keys.stats) == new != old
 
 
 def test_job_survives_a_sentinel_failover(redis_sentinel_private, cluster, redis_url,
                                           redis_client, namespace):
     topo = redis_sentinel_private
-    c = cluster(max_id=4000, size=50, window=2, sleep=0.05)
-    _on(c, topo.url, redis_url)
-    for name in ("w1", "w2"):
-        c.worker(name, concurrency=2)
-    state = HashPartitionStrategy(redis_from_url(topo.url), namespace)
-    killed: list[tuple[int, int]] = []
-    _job_survives(c, state, redis_client, namespace, 80, 4000,
-                  lambda: killed.append(topo.kill_master()))
-    assert topo.master_port() == killed[0][1] == topo.replica.port
+    _, (old, new) = _two_workers_fail_over(topo, cluster, redis_url, redis_client, namespace,
+                                           lambda state: topo.kill_master())
+    assert topo.master_port() == new == topo.replica.port != old
 
 
 def test_two_jobs_on_different_masters_one_fails_over(redis_cluster_private, cluster, redis_url,
