@@ -20,7 +20,8 @@ import click
 
 from ..errors import ConfigError
 from ..settings import ElkSettings
-from ..store.connection import DEFAULT_URL, redis_from_url, text
+from ..store.codec import text
+from ..store.connection import DEFAULT_URL, redis_from_url
 from ..store.namespace import NamespaceStore
 from ..store.urls import is_single_server, redact
 from ..strategies import strategy_for

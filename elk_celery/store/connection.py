@@ -9,6 +9,7 @@ from typing import Any
 import redis
 
 from . import urls
+from .codec import text as text  # importable from here too
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 
@@ -90,10 +91,3 @@ def socket_timeout(client: Any) -> float | None:
         client.connection_pool.connection_kwargs
     value = kwargs.get("socket_timeout")
     return None if value is None else float(value)
-
-
-def text(value: object) -> str:
-    """Decode a reply item whether or not the client decodes responses."""
-    if isinstance(value, bytes):
-        return value.decode()
-    return "" if value is None else str(value)
