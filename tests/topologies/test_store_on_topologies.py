@@ -131,3 +131,60 @@ def test_cli_and_metrics_read_the_topology(topology, request):
         assert store.strategy.get_partition_stats().total_count == 0
     finally:
         store.reset()
+
+
+def _line_port(store: NamespaceStore) -> int:
+    return int(store.strategy.line._conn.port)
+
+
+def test_worker_line_follows_a_cluster_failover(redis_cluster):
+    """A graceful failover (CLUSTER FAILOVER on the replica) moves the slot:
+    the line's next claim gets MOVED, falls back to the cluster client, and
+    the claim after that goes straight to the new master."""
+    from tests.redis_topologies import _client
+    store = _store(redis_cluster.url, unique_namespace("l"))
+    s = store.strategy
+    try:
+        s.create_partitions_if_not_exist([{"partition_id": i, "min_id": i * 10 + 1,
+                                           "max_id": i * 10 + 10} for i in range(3)])
+        store.heartbeat("h:1", {})
+        assert s.worker_claim(0, "h:1", token="a").ok
+        old = redis_cluster.master_of(store.keys.stats)
+        assert _line_port(store) == old
+        replica = redis_cluster.replica_of(old)
+        _client(replica).execute_command("CLUSTER FAILOVER")
+        new = redis_cluster.wait_promoted(redis_cluster.slot_of(store.keys.stats), old)
+        assert new == replica
+        c = s.worker_claim(1, "h:1", token="b")  # MOVED on the line: answered by the fallback
+        assert c.ok and s.get_partition(1).node_id == "h:1"
+        assert s.worker_claim(2, "h:1", token="c").ok
+        assert _line_port(store) == new
+    finally:
+        store.reset()
+
+
+@pytest.mark.chaos  # a Sentinel failover takes ~10 s
+def test_worker_line_follows_a_sentinel_failover(redis_sentinel):
+    """SENTINEL FAILOVER: the old master turns replica and answers READONLY;
+    the line falls back and reconnects to the master the sentinels name."""
+    from tests.redis_topologies import _client, wait_for
+    store = _store(redis_sentinel.url, unique_namespace("l"))
+    s = store.strategy
+    try:
+        s.create_partitions_if_not_exist([{"partition_id": i, "min_id": i * 10 + 1,
+                                           "max_id": i * 10 + 10} for i in range(3)])
+        store.heartbeat("h:1", {})
+        assert s.worker_claim(0, "h:1", token="a").ok
+        old = redis_sentinel.master_port()
+        assert _line_port(store) == old
+        _client(redis_sentinel.sentinels[0].port).execute_command(
+            "SENTINEL", "FAILOVER", redis_sentinel.service)
+        new = redis_sentinel.wait_promoted(old)
+        wait_for("the old master runs as a replica",
+                 lambda: _client(old).info("replication")["role"] == "slave")
+        c = s.worker_claim(1, "h:1", token="b")
+        assert c.ok and s.get_partition(1).node_id == "h:1"
+        assert s.worker_claim(2, "h:1", token="c").ok
+        assert _line_port(store) == new
+    finally:
+        store.reset()
