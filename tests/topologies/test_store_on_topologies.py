@@ -188,3 +188,30 @@ def test_worker_line_follows_a_sentinel_failover(redis_sentinel):
         assert _line_port(store) == new
     finally:
         store.reset()
+
+
+def test_cluster_url_credentials_reach_the_nodes(redis_cluster):
+    """The nodes have no user ``u``: AUTH u pw is refused, so it was sent."""
+    from redis.exceptions import RedisClusterException
+    seed = redis_cluster.seed_url(1).replace("redis+cluster://", "redis+cluster://u:pw@")
+    with pytest.raises(RedisClusterException, match="username-password"):
+        redis_from_url(seed)
+
+
+def test_one_seed_is_enough(redis_cluster):
+    client = redis_from_url(redis_cluster.seed_url(1), socket_timeout=3)
+    assert client.get_connection_kwargs()["socket_timeout"] == 3
+    assert len(client.get_primaries()) == 3
+    client.close()
+
+
+def test_sentinel_url_credentials_go_to_the_right_servers():
+    client = redis_from_url("redis+sentinel://:srv@127.0.0.1:1,127.0.0.1:2/svc/4"
+                            "?sentinel_username=su&sentinel_password=spw")
+    pool = client.connection_pool
+    assert pool.service_name == "svc"
+    assert pool.connection_kwargs["password"] == "srv" and pool.connection_kwargs["db"] == 4
+    sentinels = pool.sentinel_manager.sentinels
+    assert [s.connection_pool.connection_kwargs["port"] for s in sentinels] == [1, 2]
+    assert {(s.connection_pool.connection_kwargs["username"],
+             s.connection_pool.connection_kwargs["password"]) for s in sentinels} == {("su", "spw")}
