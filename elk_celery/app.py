@@ -19,7 +19,7 @@ from .settings import ElkSettings, reject_unknown, reject_app_only
 from .job import LEADER_TICK, Job, JobSpec
 from .leader.tick import register_leader_tick
 from .store.connection import redis_from_url
-from .store.urls import is_single_server
+from .redis_urls import is_single_server
 from .store.namespace import NamespaceStore
 from .strategies import strategy_for
 from .worker.bootstep import install_worker_side

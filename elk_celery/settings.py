@@ -13,7 +13,7 @@ from typing import Any, Iterable, Mapping
 
 from .errors import ConfigError
 from .models import StrategyType
-from .store.urls import parse as parse_redis_url
+from .redis_urls import parse as parse_redis_url
 
 PREFIX = "elk_"
 

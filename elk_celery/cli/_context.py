@@ -23,7 +23,7 @@ from ..settings import ElkSettings
 from ..store.codec import text
 from ..store.connection import DEFAULT_URL, redis_from_url
 from ..store.namespace import NamespaceStore
-from ..store.urls import is_single_server, redact
+from ..redis_urls import is_single_server, redact
 from ..strategies import strategy_for
 
 #: Seconds to wait for Redis before saying it cannot be reached.

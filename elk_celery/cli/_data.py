@@ -27,10 +27,7 @@ def partition_dict(p: Partition) -> dict[str, Any]:
 
 def counts(t: Target) -> dict[str, Any]:
     """Stats of one namespace at one instant (Redis server time)."""
-    store = t.store
-    raw = store.redis.hgetall(store.keys.stats)
-    at_ms = store.server_time_ms()  # not pipelined: a cluster pipeline can't carry TIME
-    c = {text(k): int(v) for k, v in raw.items()}
+    c, at_ms = t.store.stats_now()
     per_node: dict[str, dict[str, int]] = {}
     for key, value in c.items():  # complete.lua's per-host counters
         for prefix, name in (("node_partitions:", "completed"), ("node_items:", "items")):
@@ -86,7 +83,7 @@ def status(t: Target, first: dict[str, Any] | None = None,
     meta = store.meta()
     nodes = store.nodes()
     held: dict[str, list[dict[str, Any]]] = {}
-    lease_ids = [int(text(i)) for i in store.redis.zrange(store.keys.leases, 0, -1)]
+    lease_ids = store.leased_ids()
     for p in store.strategy.get_partitions(lease_ids):
         held.setdefault(p.node_id, []).append(partition_dict(p))
     node_rows = []

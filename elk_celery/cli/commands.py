@@ -24,7 +24,7 @@ from ..errors import ElkError
 from ..gaps import GapDetector
 from ..models import Status
 from . import _data
-from ..store.urls import redact
+from ..redis_urls import redact
 from ._context import CLIState, load_app, state_of
 
 #: ``elk watch`` exit codes besides 0 (all done, none failed).

@@ -1,5 +1,5 @@
 """Redis clients from URLs: one server (AUTH, TLS via ``rediss://``, unix
-sockets), a Redis Cluster or the master behind Sentinel (store/urls.py)."""
+sockets), a Redis Cluster or the master behind Sentinel (redis_urls.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import redis
 
-from . import urls
+from .. import redis_urls as urls
 from .codec import text as text  # importable from here too
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"

@@ -1,4 +1,4 @@
-"""elk_celery/store/urls.py: the one parser of Redis URLs."""
+"""elk_celery/redis_urls.py: the one parser of Redis URLs."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 
 from elk_celery import ElkSettings
 from elk_celery.errors import ConfigError
-from elk_celery.store.urls import is_single_server, parse, redact
+from elk_celery.redis_urls import is_single_server, parse, redact
 
 
 @pytest.mark.parametrize("url", ["redis://127.0.0.1:6379/0", "rediss://:pw@h:6380/1",
