@@ -42,6 +42,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 import pytest
 
+from .redis_urls import is_single_server
+
 if TYPE_CHECKING:
     from celery import Celery
 
@@ -111,7 +113,7 @@ def reset_app(app: Celery) -> None:
     for job in list(elk.jobs.values()):
         job.store.reset()
     queues = [q for q in (app.conf.task_default_queue, elk.settings.leader_queue) if q]
-    if str(app.conf.broker_url or "").startswith(("redis://", "rediss://", "unix://")):
+    if is_single_server(str(app.conf.broker_url or "")):
         elk.redis.delete(*queues)
 
 

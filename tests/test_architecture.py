@@ -23,7 +23,7 @@ ROOT = "elk_celery"
 
 #: What store/ may import from the rest of the package.
 STORE_MAY_IMPORT = {"elk_celery.errors", "elk_celery.keys", "elk_celery.models",
-                    "elk_celery.settings"}
+                    "elk_celery.settings", "elk_celery.redis_urls"}
 
 #: Attributes that are Redis itself: a client, its key names, a pipeline.
 RAW = {"redis", "keys", "pipeline"}
@@ -263,7 +263,7 @@ def test_tests_share_helpers_not_test_modules() -> None:
 #: docs/architecture.md's layers: a module imports from its own layer or below.
 LAYERS = {
     0: ["errors", "models", "keys", "settings", "job_settings", "planners", "hooks", "_version",
-        "_redis_server"],
+        "_redis_server", "redis_urls"],
     1: ["store"],
     2: ["strategies"],
     3: ["gaps", "compaction", "breaker"],

@@ -16,6 +16,7 @@ from ..keys import registry_key
 from ..models import Partition
 from .codec import expect_leader, flag, int_or_none, ints, member_id, parse_member, text
 from .partitions import PartitionStrategy
+from .connection import is_cluster, server_time, socket_timeout
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ class NamespaceStore:
         self.redis.sadd(registry_key(self.keys.prefix), self.namespace)
 
     def server_time_ms(self) -> int:
-        sec, usec = self.redis.time()
+        sec, usec = server_time(self.redis, self.keys.stats)
         return int(sec) * 1000 + int(usec) // 1000
 
     # -- leader lease ---------------------------------------------------------
@@ -243,7 +244,7 @@ class NamespaceStore:
         True when woken. The wake-ups that came meanwhile are consumed too: a
         burst costs one round."""
         # a blocking call must end before the client's own socket timeout
-        limit = (self.redis.connection_pool.connection_kwargs.get("socket_timeout") or 0) - 1
+        limit = (socket_timeout(self.redis) or 0) - 1
         if limit > 0:
             timeout = min(timeout, limit)
         if timeout < 0.01:
@@ -283,13 +284,29 @@ class NamespaceStore:
         return n + self.redis.delete(*keys)
 
     # -- reads for operators' tools and metrics ----------------------------------
+    def _timed_pipeline(self) -> Any:
+        """A pipeline that starts with TIME, so its reads share one instant;
+        on a Redis Cluster without it (a cluster pipeline can't carry a
+        command without a key): :meth:`_execute_timed` reads TIME apart."""
+        pipe = self.redis.pipeline(transaction=False)
+        if not is_cluster(self.redis):
+            pipe.time()
+        return pipe
+
+    def _execute_timed(self, pipe: Any) -> tuple[int, list[Any]]:
+        """(Redis time ms, the other replies) of a :meth:`_timed_pipeline`."""
+        if is_cluster(self.redis):
+            now = self.server_time_ms()
+            return now, list(pipe.execute())
+        (sec, usec), *rest = pipe.execute()
+        return int(sec) * 1000 + int(usec) // 1000, rest
+
     def stats_now(self) -> tuple[dict[str, int], int]:
         """(every stats counter, Redis time ms), read at one instant."""
-        pipe = self.redis.pipeline(transaction=False)
+        pipe = self._timed_pipeline()
         pipe.hgetall(self.keys.stats)
-        pipe.time()
-        raw, (sec, usec) = pipe.execute()
-        return {text(k): int(v) for k, v in raw.items()}, int(sec) * 1000 + int(usec) // 1000
+        now, (raw,) = self._execute_timed(pipe)
+        return {text(k): int(v) for k, v in raw.items()}, now
 
     def overview(self) -> dict[str, Any]:
         """What a metrics scrape shows of the namespace, in one round trip:
@@ -297,8 +314,7 @@ class NamespaceStore:
         in-flight counts, breaker, meta, and the oldest pending partition
         and lease (with their scores)."""
         k = self.keys
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.time()
+        pipe = self._timed_pipeline()
         pipe.hgetall(k.stats)
         pipe.get(k.leader)
         pipe.pttl(k.leader)
@@ -308,9 +324,9 @@ class NamespaceStore:
         pipe.hgetall(k.meta)
         pipe.zrange(k.pending, 0, 0, withscores=True)
         pipe.zrange(k.leases, 0, 0, withscores=True)
-        (sec, usec), stats, leader, pttl, nodes, inflight, breaker, meta, pending, leases = \
-            pipe.execute()
-        return {"now": int(sec) * 1000 + int(usec) // 1000, "stats": stats, "leader": leader,
+        now, (stats, leader, pttl, nodes, inflight, breaker, meta, pending, leases) = \
+            self._execute_timed(pipe)
+        return {"now": now, "stats": stats, "leader": leader,
                 "pttl": pttl, "nodes": nodes, "inflight": inflight,
                 "breaker": {text(a): text(b) for a, b in breaker.items()},
                 "meta": {text(a): text(b) for a, b in meta.items()},

@@ -513,7 +513,7 @@ class PartitionStrategy(ABC):
         """This strategy's :class:`~elk_celery.store.line.Line` (one per process)."""
         if self._line is None:
             self.scripts.load("claim", "complete")  # its EVALSHAs find them
-            self._line = Line(self.redis)
+            self._line = Line(self.redis, self.keys.stats)  # on a cluster: its slot's master
         return self._line
 
     def _hot_command(self, op: str, key: tuple[Any, ...], head: Any, ids: Sequence[int],

@@ -91,7 +91,8 @@ def test_bi_05_app_wide_setting_given_per_job(redis_url, namespace):
 def test_bi_06_bad_redis_url():
     with pytest.raises(ConfigError) as e:
         ElkSettings(redis_url="http://127.0.0.1:6379")
-    _says(e.value, "elk_redis_url='http://127.0.0.1:6379'", "redis://, rediss:// or unix://")
+    _says(e.value, "elk_redis_url", "'http://127.0.0.1:6379'", "unknown scheme http://",
+          "redis://, rediss://, unix://, redis+cluster://, rediss+cluster://, redis+sentinel://")
 
 
 def test_bi_07_broker_is_not_redis_and_no_redis_url(namespace):
