@@ -15,8 +15,9 @@ simulated nodes, one thread each; every node is a worker of one pool slot:
   process line, the lease keeper, the processor, the completion sent on the
   line and settled later;
 * its leases are renewed by the process's lease keeper; each process also
-  calls ``keeper.renew_now()`` every ``--renew-every`` seconds, so renewals
-  happen at all with partitions this short.
+  calls ``keeper.renew_now()`` every ``--renew-every`` seconds (default: the
+  heartbeat interval, the keeper's own pace), so renewals happen at all
+  with partitions shorter than that.
 
 A node is a thread, not a process: the worker module's ``node_id()`` is
 pointed at a thread-local (the only change to the worker's code path), and
@@ -66,7 +67,8 @@ SIZE = 100
 TARGET_ROUND_MS, TARGET_SHARE = 20.0, 0.8
 STATE_URL = os.environ.get("ELK_BENCH_STATE_URL", "redis://127.0.0.1:6379/14")
 BROKER_URL = os.environ.get("ELK_BENCH_BROKER_URL", "redis://127.0.0.1:6379/13")
-WORK_MS = float(os.environ.get("ELK_BENCH_WORK_MS", "5"))
+#: the processor's sleep: set per node count by the parent (see --load)
+WORK_MS = 0.0
 HEARTBEAT = float(os.environ.get("ELK_BENCH_HEARTBEAT", "10"))
 
 #: processor runs of this process: (partition id, fence, node, start, end)
@@ -80,6 +82,10 @@ class Recorder(Hooks):
     def __init__(self) -> None:
         self.claims: list[float] = []
         self.rounds: list[float] = []
+        self.round_cpu: list[float] = []
+        #: a round's time less its dispatch calls (picking and publishing messages)
+        self.round_rest: list[float] = []
+        self._cpu_at = self._sending = 0.0
         #: min ID of each partition whose completion Redis accepted (as reported)
         self.accepted: list[int] = []
         #: operation -> [calls, seconds] (--profile)
@@ -91,8 +97,13 @@ class Recorder(Hooks):
 
     def on_leader_tick(self, namespace: str, node: str, *, role: str, epoch: int,
                        duration: float) -> None:
+        cpu = time.thread_time()  # the leader thread's CPU since its last tick
         if role in ("elected", "renewed"):
             self.rounds.append(duration)
+            self.round_cpu.append(cpu - self._cpu_at)
+            self.round_rest.append(duration - self._sending)
+        self._cpu_at = cpu
+        self._sending = 0.0
 
     def on_redis_call(self, operation: str, duration: float, error: BaseException | None) -> None:
         t = self.calls.setdefault(operation, [0, 0.0])
@@ -103,6 +114,7 @@ class Recorder(Hooks):
         t = self.calls.setdefault("dispatch+send", [0, 0.0])
         t[0] += sent
         t[1] += duration
+        self._sending += duration
 
     def on_partition_done(self, namespace: str, node: str, task: str, *, outcome: str,
                           items: int, duration: float, min_id: int, max_id: int) -> None:
@@ -131,8 +143,10 @@ def nodes_job(ctx: Any, min_id: int, max_id: int, options: dict) -> int:
 # ------------------------------------------------------------ node processes
 
 def node_process(names: list[str], stop: Any, ready: Any, out_path: str,
-                 renew_every: float) -> None:
+                 renew_every: float, work_ms: float) -> None:
     """Run the nodes ``names`` (threads) until ``stop`` is set; write what they saw."""
+    global WORK_MS
+    WORK_MS = work_ms
     from elk_celery.app import Job
     from elk_celery.worker import runner
     from elk_celery.worker.bootstep import Heartbeat
@@ -218,6 +232,8 @@ def run_once(n_nodes: int, args: argparse.Namespace) -> dict[str, Any]:
     state.flushdb()
     broker.flushdb()
     recorder.rounds.clear()
+    recorder.round_cpu.clear()
+    recorder.round_rest.clear()
     recorder.calls.clear()
     state.config_resetstat()
     elk = get_elk(app)
@@ -226,12 +242,13 @@ def run_once(n_nodes: int, args: argparse.Namespace) -> dict[str, Any]:
     ctx = mp.get_context("spawn")
     stop, ready = ctx.Event(), ctx.Semaphore(0)
     procs_n = max(1, min(args.processes, n_nodes))
+    work_ms = args.work_ms if args.work_ms is not None else 1000 * n_nodes / args.load
     tmp = Path(tempfile.mkdtemp(prefix="elk-nodes-"))
     procs = []
     for k in range(procs_n):
         names = [f"node{i}@bench:{i:08x}" for i in range(k, n_nodes, procs_n)]
         p = ctx.Process(target=node_process, args=(names, stop, ready, str(tmp / f"{k}.json"),
-                                                   args.renew_every), daemon=True)
+                                                   args.renew_every, work_ms), daemon=True)
         p.start()
         procs.append(p)
     for _ in procs:
@@ -244,10 +261,13 @@ def run_once(n_nodes: int, args: argparse.Namespace) -> dict[str, Any]:
         s0 = job.store.strategy.get_partition_stats().completed_count
         c0, t0 = redis_cpu(state), time.monotonic()
         rounds_from = len(recorder.rounds)
+        cpu_from = len(recorder.round_cpu)
         time.sleep(args.seconds)
         s1 = job.store.strategy.get_partition_stats().completed_count
         c1, t1 = redis_cpu(state), time.monotonic()
         rounds = recorder.rounds[rounds_from:]
+        round_cpu = recorder.round_cpu[cpu_from:]
+        round_rest = recorder.round_rest[cpu_from:]
     finally:
         stop.set()
         for p in procs:
@@ -271,15 +291,20 @@ def run_once(n_nodes: int, args: argparse.Namespace) -> dict[str, Any]:
         "claim_p50": pct(claims, 0.5) * 1e3, "claim_p99": pct(claims, 0.99) * 1e3,
         "round_p50": pct(rounds, 0.5) * 1e3, "round_p99": pct(rounds, 0.99) * 1e3,
         "round_max": max(rounds) * 1e3 if rounds else float("nan"), "rounds": len(rounds),
+        "round_cpu_p50": pct(round_cpu, 0.5) * 1e3, "round_cpu_p99": pct(round_cpu, 0.99) * 1e3,
+        "work_ms": work_ms, "rest_p50": pct(round_rest, 0.5) * 1e3,
+        "rest_p99": pct(round_rest, 0.99) * 1e3,
         "double": double_owners(runs),
         "dup_accepted": len(accepted) - len(set(accepted)),
         "completed": st.completed_count, "recount": stored_done + st.counters.get("compacted", 0),
         "accepted": len(set(accepted)), "stale": st.stale_writes,
         "redis_cpu_share": cpu / (t1 - t0),
     }
-    print(f"  {n_nodes:>4} nodes: {res['rate']:7.0f} partitions/s | claim p50 {res['claim_p50']:.2f} ms, "
-          f"p99 {res['claim_p99']:.2f} ms | leader round p50 {res['round_p50']:.1f} ms, "
-          f"p99 {res['round_p99']:.1f} ms, max {res['round_max']:.1f} ms ({res['rounds']} rounds) | "
+    print(f"  {n_nodes:>4} nodes, {work_ms:g} ms partitions: {res['rate']:7.0f} partitions/s | claim p50 "
+          f"{res['claim_p50']:.2f} ms, p99 {res['claim_p99']:.2f} ms | leader round p50 {res['round_p50']:.1f} ms, "
+          f"p99 {res['round_p99']:.1f} ms, max {res['round_max']:.1f} ms ({res['rounds']} rounds; its CPU "
+          f"p50 {res['round_cpu_p50']:.1f} ms, p99 {res['round_cpu_p99']:.1f} ms; less dispatching p50 "
+          f"{res['rest_p50']:.1f} ms, p99 {res['rest_p99']:.1f} ms) | "
           f"Redis CPU {res['cpu_per_part_us']:.0f} us/partition ({100 * res['redis_cpu_share']:.0f} % "
           f"of a core), {res['rate_per_cpu']:.0f} partitions per Redis CPU-second", flush=True)
     print(f"        double owners {res['double']}, completions accepted twice {res['dup_accepted']} | "
@@ -304,11 +329,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=10, help="measured seconds per node count")
     p.add_argument("--warmup", type=float, default=3, help="seconds before measuring")
     p.add_argument("--processes", type=int, default=4, help="processes hosting the nodes")
-    p.add_argument("--work-ms", type=float, default=WORK_MS, help="processor sleep, ms (default 5)")
+    p.add_argument("--load", type=float, default=400,
+                   help="partitions/s the nodes would run together (each one's processor sleeps "
+                        "nodes / load seconds, so every node count asks the same; default 400: "
+                        "well within what this machine's 2 cores do)")
+    p.add_argument("--work-ms", type=float, default=None,
+                   help="processor sleep, ms, for every node count (instead of --load)")
     p.add_argument("--heartbeat", type=float, default=HEARTBEAT,
                    help="elk_heartbeat_interval, s (default 10, the setting's default)")
-    p.add_argument("--renew-every", type=float, default=0.25,
-                   help="each process renews its leases this often, s (default 0.25)")
+    p.add_argument("--renew-every", type=float, default=None,
+                   help="each process renews its leases this often, s (default: the heartbeat "
+                        "interval)")
     p.add_argument("--profile", action="store_true",
                    help="also print the leader's time per operation and Redis's per command")
     p.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
@@ -319,12 +350,14 @@ def main(argv: list[str] | None = None) -> int:
         import subprocess
         with RedisServer() as state, RedisServer() as broker:
             env = {**os.environ, "ELK_BENCH_STATE_URL": state.url, "ELK_BENCH_BROKER_URL": broker.url,
-                   "ELK_BENCH_WORK_MS": str(args.work_ms), "ELK_BENCH_HEARTBEAT": str(args.heartbeat)}
+                   "ELK_BENCH_HEARTBEAT": str(args.heartbeat)}
             return subprocess.call([sys.executable, str(Path(__file__).resolve()),
                                     *(sys.argv[1:] if argv is None else argv)], env=env)
     counts = [int(x) for x in args.nodes.split(",")]
+    if args.renew_every is None:
+        args.renew_every = HEARTBEAT
     print(f"bench_nodes: simulated nodes (threads in {args.processes} processes, task window 1 each), "
-          f"a real leader, partitions of {SIZE} IDs sleeping {WORK_MS:g} ms, "
+          f"a real leader, partitions of {SIZE} IDs, "
           f"heartbeat {HEARTBEAT:g} s; state Redis {STATE_URL}, broker {BROKER_URL}", flush=True)
     results = [run_once(n, args) for n in counts]
     ok = all(r["double"] == 0 and r["dup_accepted"] == 0 and r["completed"] == r["recount"]
