@@ -45,12 +45,21 @@ NODE = "celery@worker-host-01:3fa2b6c1"  # a node id as a worker makes it
 ROWS, ROWS_PER_PARTITION = 500_000_000, 1_000
 
 
-def namespace_bytes(store: NamespaceStore) -> int:
-    """MEMORY USAGE of every key of the namespace (SAMPLES 0: every element)."""
-    total = 0
-    for key in store.keys.all_fixed():
-        total += store.redis.memory_usage(key, samples=0) or 0
-    return total
+def key_bytes(store: NamespaceStore, n: int) -> dict[str, int]:
+    """MEMORY USAGE of every key of the namespace (SAMPLES 0: every element),
+    the buckets of partitions 0..n-1 summed as 'buckets'."""
+    out = {key.rsplit(":", 1)[-1]: store.redis.memory_usage(key, samples=0) or 0
+           for key in store.keys.all_fixed()}
+    buckets = sorted({store.keys.bucket(pid) for pid in range(n)})
+    pipe = store.redis.pipeline(transaction=False)
+    for key in buckets:
+        pipe.memory_usage(key, samples=0)
+    out["buckets"] = sum(b or 0 for b in pipe.execute())
+    return out
+
+
+def namespace_bytes(store: NamespaceStore, n: int) -> int:
+    return sum(key_bytes(store, n).values())
 
 
 def used(r: redis.Redis) -> int:
@@ -63,14 +72,18 @@ def measure(url: str, n: int, size: int) -> dict[str, tuple[float, float]]:
     settings = ElkSettings(keep_completed=0)
     store = NamespaceStore(HashPartitionStrategy(r, "bench-memory", settings))
     strategy = store.strategy
-    base_keys = namespace_bytes(store)
+    base_keys = namespace_bytes(store, n)
+    base_by_key = key_bytes(store, n)
     base_used = used(r)
     out: dict[str, tuple[float, float]] = {}
 
     def step(name: str) -> None:
-        out[name] = ((namespace_bytes(store) - base_keys) / n, (used(r) - base_used) / n)
+        out[name] = ((namespace_bytes(store, n) - base_keys) / n, (used(r) - base_used) / n)
         print(f"  {name:<26} {out[name][0]:7.1f} bytes/partition (MEMORY USAGE)  "
               f"{out[name][1]:7.1f} (used_memory growth)", flush=True)
+        by_key = {k: (v - base_by_key.get(k, 0)) / n for k, v in key_bytes(store, n).items()}
+        print("      " + ", ".join(f"{k} {v:.1f}" for k, v in sorted(by_key.items(), key=lambda kv: -kv[1])
+                                  if abs(v) >= 0.5), flush=True)
 
     store.init_plan(1)
     chunk = 5_000

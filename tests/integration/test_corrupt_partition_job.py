@@ -30,7 +30,7 @@ def test_the_rest_of_the_job_completes_around_corrupt_partitions(cluster, redis_
     strategy = HashPartitionStrategy(redis_client, namespace)
     bad = {pid: strategy.get_partition(pid) for pid in (running, pending)}
     for pid in bad:
-        redis_client.hset(keys.partitions, str(pid), "not an elk partition")
+        redis_client.hset(keys.bucket(pid), str(pid), "not an elk partition")
 
     def rest_done():
         s = stats(redis_client, namespace)
