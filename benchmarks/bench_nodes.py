@@ -147,7 +147,7 @@ def node_process(names: list[str], stop: Any, ready: Any, out_path: str,
     """Run the nodes ``names`` (threads) until ``stop`` is set; write what they saw."""
     global WORK_MS
     WORK_MS = work_ms
-    from elk_celery.app import Job
+    from elk_celery.job import Job
     from elk_celery.worker import runner
     from elk_celery.worker.bootstep import Heartbeat
     from elk_celery.worker.lease import keeper

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ..store.connection import text
-from .base import PartitionStrategy, StrategyType
+from ..models import StrategyType
+from ..store.codec import member_id, text
+from .base import PartitionStrategy
 
 
 class HashPartitionStrategy(PartitionStrategy):
@@ -34,7 +35,7 @@ class HashPartitionStrategy(PartitionStrategy):
         return [raw if raw is not None else o for raw, o in zip(raws, old)]
 
     def _raw_all(self) -> list[tuple[str, Any]]:
-        buckets = sorted({self.keys.bucket(text(m).split(":", 1)[0])
+        buckets = sorted({self.keys.bucket(member_id(m))
                           for m in self.redis.zrange(self.keys.ids, 0, -1)})
         pipe = self.redis.pipeline(transaction=False)
         pipe.hgetall(self.keys.partitions)
