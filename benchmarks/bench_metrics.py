@@ -125,6 +125,7 @@ def main() -> int:
     ap.add_argument("--partitions", type=int, default=10_000)
     ap.add_argument("--processes", type=int, default=8)
     ap.add_argument("--reads", type=int, default=200)
+    ap.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args, _ = ap.parse_known_args()  # `dev.py bench` passes its args to every script
     if args.child:
@@ -154,7 +155,8 @@ def main() -> int:
         print(f"{name:<{width}}  {value}")
     ok = mp_result["hook_us"] < 50 and mp_result["scrape_p99_ms"] < 100
     print("targets (hooks < 50 us multiprocess, scrape p99 < 100 ms):", "met" if ok else "MISSED")
-    return 0 if ok else 1
+    # a figure, not a verdict, unless asked: a loaded machine misses the target
+    return 1 if (not ok and args.strict) else 0
 
 
 if __name__ == "__main__":

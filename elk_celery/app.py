@@ -19,6 +19,7 @@ from .settings import ElkSettings, reject_unknown, reject_app_only
 from .job import LEADER_TICK, Job, JobSpec
 from .leader.tick import register_leader_tick
 from .store.connection import redis_from_url
+from .redis_urls import is_single_server
 from .store.namespace import NamespaceStore
 from .strategies import strategy_for
 from .worker.bootstep import install_worker_side
@@ -88,7 +89,7 @@ class Elk:
             s = ElkSettings.from_celery_conf(self.app.conf, **self._overrides)
             if s.redis_url is None:
                 broker = self.app.conf.broker_url or ""
-                if not str(broker).startswith(("redis://", "rediss://", "unix://")):
+                if not is_single_server(str(broker)):
                     raise ConfigError(
                         f"elk_redis_url is not set and the broker ({str(broker).split('@')[-1] or 'unset'}) "
                         "is not Redis: set app.conf.elk_redis_url = 'redis://host:6379/1'")

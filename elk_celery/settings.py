@@ -13,6 +13,7 @@ from typing import Any, Iterable, Mapping
 
 from .errors import ConfigError
 from .models import StrategyType
+from .redis_urls import parse as parse_redis_url
 
 PREFIX = "elk_"
 
@@ -182,9 +183,11 @@ class ElkSettings:
                       "or leadership lapses between rounds")
         if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
             raise bad("metrics_port", "must be a TCP port 0-65535")
-        if self.redis_url is not None and not self.redis_url.startswith(
-                ("redis://", "rediss://", "unix://")):
-            raise bad("redis_url", "must be a redis://, rediss:// or unix:// URL")
+        if self.redis_url is not None:
+            try:
+                parse_redis_url(self.redis_url)
+            except ConfigError as exc:  # says the URL without its password
+                raise ConfigError(f"{PREFIX}redis_url: {exc}") from None
 
 
 #: elk_* keys read by other parts (the CLI), not ElkSettings fields.

@@ -42,10 +42,12 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 import pytest
 
+from .redis_urls import is_single_server
+
 if TYPE_CHECKING:
     from celery import Celery
 
-    from .app import Job
+    from .job import Job
     from .models import PartitionStats
 
 __all__ = ["FAST_SETTINGS", "make_app", "reset_app", "run_job", "start_elk_worker"]
@@ -111,7 +113,7 @@ def reset_app(app: Celery) -> None:
     for job in list(elk.jobs.values()):
         job.store.reset()
     queues = [q for q in (app.conf.task_default_queue, elk.settings.leader_queue) if q]
-    if str(app.conf.broker_url or "").startswith(("redis://", "rediss://", "unix://")):
+    if is_single_server(str(app.conf.broker_url or "")):
         elk.redis.delete(*queues)
 
 
@@ -135,7 +137,8 @@ def start_elk_worker(app: Celery, **options: Any) -> Iterator[Any]:
 
 
 def _job_of(target: Any, app: Celery | None) -> Job:
-    from .app import Job, get_elk
+    from .app import get_elk
+    from .job import Job
 
     if isinstance(target, Job):
         return target
@@ -242,7 +245,7 @@ def elk_worker(elk_app: Celery) -> Iterator[Any]:
 def elk_run_job(elk_app: Celery) -> Callable[..., PartitionStats]:
     """``elk_run_job(job_or_namespace_or_task, timeout=60)`` -> PartitionStats."""
     def run(target: Any, *, timeout: float = 60.0, **worker_options: Any) -> PartitionStats:
-        from .app import Job
+        from .job import Job
         app = target.elk.app if isinstance(target, Job) else elk_app
         return run_job(target, app=app, timeout=timeout, **worker_options)
     return run

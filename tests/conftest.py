@@ -288,3 +288,40 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     with open(path, "w") as f:
         json.dump({"skipped": reasons,
                    "deselected": len(terminalreporter.stats.get("deselected", []))}, f)
+
+
+# ------------------------------------ Redis Cluster and Sentinel (issue 14)
+# Slow to start (a few seconds each): one shared deployment per session for
+# tests that leave it healthy, a private one per test for tests that kill
+# masters. Tests using them carry the ``topology`` marker.
+
+@pytest.fixture(scope="session")
+def redis_cluster():
+    """A 3-master/3-replica Redis Cluster on loopback ports, shared (don't kill its nodes)."""
+    from tests.redis_topologies import RedisClusterTopology
+    with RedisClusterTopology() as topo:
+        yield topo
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel():
+    """One master, one replica, three sentinels, shared (don't kill its servers)."""
+    from tests.redis_topologies import SentinelTopology
+    with SentinelTopology() as topo:
+        yield topo
+
+
+@pytest.fixture
+def redis_cluster_private():
+    """A cluster of this test's own, to kill masters in."""
+    from tests.redis_topologies import RedisClusterTopology
+    with RedisClusterTopology() as topo:
+        yield topo
+
+
+@pytest.fixture
+def redis_sentinel_private():
+    """A Sentinel deployment of this test's own, to fail over."""
+    from tests.redis_topologies import SentinelTopology
+    with SentinelTopology() as topo:
+        yield topo

@@ -15,41 +15,21 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import click
-import redis
 
 from ..errors import ConfigError
 from ..settings import ElkSettings
 from ..store.codec import text
 from ..store.connection import DEFAULT_URL, redis_from_url
 from ..store.namespace import NamespaceStore
+from ..redis_urls import is_single_server, redact
 from ..strategies import strategy_for
 
 #: Seconds to wait for Redis before saying it cannot be reached.
 CONNECT_TIMEOUT = 5.0
 #: Upper bound on namespaces listed from the registry.
 MAX_DISCOVERED = 200
-
-
-def redact(url: str) -> str:
-    """The URL without its password (``redis://user:***@host:6379/0``)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, parts.fragment))
-
-
-def _is_redis(url: Any) -> bool:
-    return isinstance(url, str) and url.startswith(("redis://", "rediss://", "unix://"))
 
 
 @dataclass
@@ -73,7 +53,7 @@ class CLIState:
     _elk: Any = None
     _elk_checked: bool = False
     _settings: ElkSettings | None = None
-    _client: redis.Redis | None = None
+    _client: Any = None
     _url: str | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -124,18 +104,18 @@ class CLIState:
             if url:
                 return str(url)
             broker = conf.get("broker_url")
-            if _is_redis(broker):
+            if is_single_server(broker):
                 return str(broker)
         return os.environ.get("ELK_REDIS_URL") or DEFAULT_URL
 
     @property
-    def client(self) -> redis.Redis:
+    def client(self) -> Any:
         if self._client is None:
             try:
                 self._client = redis_from_url(self.url, socket_connect_timeout=CONNECT_TIMEOUT,
                                               socket_timeout=30)
             except (ConfigError, ValueError) as exc:
-                raise click.ClickException(f"bad Redis URL {redact(self.url)}: {exc}") from None
+                raise click.ClickException(str(exc)) from None
         return self._client
 
     # -- namespaces -------------------------------------------------------------

@@ -24,7 +24,8 @@ from ..errors import ElkError
 from ..gaps import GapDetector
 from ..models import Status
 from . import _data
-from ._context import CLIState, load_app, redact, state_of
+from ..redis_urls import redact
+from ._context import CLIState, load_app, state_of
 
 #: ``elk watch`` exit codes besides 0 (all done, none failed).
 EXIT_FAILED = 1

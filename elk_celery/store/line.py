@@ -17,6 +17,15 @@ Errors are for the caller to handle with the ordinary client (which
 retries, and loads a script that Redis has forgotten): the line drops its
 connection on any error but an error reply, and connects again when next
 used.
+
+On a Redis Cluster the line connects to the master of its namespace's slot
+as the cluster client last saw it. A reply saying the slot is elsewhere or
+unavailable (MOVED, ASK, TRYAGAIN, CLUSTERDOWN) or that the server is now a
+replica (READONLY, after a failover) is a connection error here: the line
+drops its connection, the caller falls back to the ordinary client (which
+follows the redirect and learns the new slot map), and the next use connects
+to the slot's new master. Behind Sentinel each connect asks the sentinels
+for the master.
 """
 
 from __future__ import annotations
@@ -28,6 +37,16 @@ from collections import deque
 from typing import Any, Protocol
 
 import redis
+from redis.exceptions import AskError, ClusterDownError, ReadOnlyError, TryAgainError
+
+#: error replies meaning "not here (any more)": reconnect and let the caller fall back
+MOVED = (AskError, TryAgainError, ClusterDownError, ReadOnlyError)
+
+
+def _moved(exc: BaseException) -> redis.ConnectionError:
+    err = redis.ConnectionError(f"the line's server no longer serves its slot: {exc}")
+    err.__cause__ = exc
+    return err
 
 
 class Owed(Protocol):
@@ -52,19 +71,38 @@ _lines: weakref.WeakSet[Line] = weakref.WeakSet()
 
 
 class Line:
-    """One connection of this process to the Redis of ``client``."""
+    """One connection of this process to the Redis of ``client`` (on a
+    cluster: to the master of ``key``'s slot)."""
 
-    def __init__(self, client: redis.Redis) -> None:
-        self._pool = client.connection_pool
+    def __init__(self, client: Any, key: str | None = None) -> None:
+        self._client = client
+        self._key = key
         self._conn: Any = None
         self.lock = threading.Lock()
         self.owed: deque[Owed] = deque()
         _lines.add(self)
 
+    def _pool(self) -> Any:
+        from .connection import is_cluster
+        if is_cluster(self._client):
+            if self._key is None:
+                raise ValueError("a line on a Redis Cluster needs the key whose slot it serves")
+            node = self._client.get_node_from_key(self._key)
+            if node.redis_connection is None:  # not connected yet: the client makes it
+                self._client.nodes_manager.create_redis_connections([node])
+            return node.redis_connection.connection_pool
+        return self._client.connection_pool
+
     def _connection(self) -> Any:
         if self._conn is None:
             # the pool's own settings: AUTH, TLS, timeouts, health checks
-            self._conn = self._pool.connection_class(**self._pool.connection_kwargs)
+            # (behind Sentinel, its connections find the master on connect)
+            pool = self._pool()
+            conn = pool.connection_class(**pool.connection_kwargs)
+            # connect() here: Sentinel's connection finds the master in
+            # connect(), which sending on an unconnected connection skips
+            conn.connect()
+            self._conn = conn
         return self._conn
 
     def call(self, command: bytes) -> Any:
@@ -76,6 +114,9 @@ class Line:
             try:
                 conn.send_packed_command([command])
                 return conn.read_response()
+            except MOVED as exc:
+                self._drop()
+                raise _moved(exc) from exc
             except redis.ResponseError:
                 raise
             except BaseException:
@@ -101,10 +142,14 @@ class Line:
             self._drain()
 
     def _drain(self) -> None:
+        moved = False
         while self.owed:
             item = self.owed.popleft()
             try:
                 item.reply = self._conn.read_response()
+            except MOVED as exc:
+                item.error = _moved(exc)
+                moved = True
             except redis.ResponseError as exc:
                 item.error = exc
             except BaseException as exc:  # noqa: BLE001 - every reply owed went with it
@@ -113,6 +158,8 @@ class Line:
                     rest.error = exc
                 self.owed.clear()
                 self._drop()
+        if moved:
+            self._drop()
 
     def drop(self) -> None:
         """Close the connection (replies owed are lost: they get errors)."""

@@ -11,6 +11,8 @@ ELK_TEST_GARBAGE comma-separated min_ids whose partition returns garbage
 ELK_TEST_SETTINGS JSON of extra elk_* settings
 ELK_TEST_LEDGER_URL the Redis of the ledger (default ELK_REDIS_URL): tests
                  that cut a worker from its Redis keep the ledger apart
+ELK_TEST_BROKER_URL the broker (default ELK_REDIS_URL): a one-server Redis when
+                 ELK_REDIS_URL names a Redis Cluster or Sentinel
 Every run that got through its work appends "min-max|node|fence" to the list
 ``<ns>:ledger`` and keeps the node's concurrent-run count in
 ``<ns>:running:<node>`` and its maximum in ``<ns>:maxrun`` (the cluster's in
@@ -39,8 +41,9 @@ from elk_celery import Elk, RangePlanner, partitioned_task
 URL = os.environ.get("ELK_REDIS_URL", "redis://127.0.0.1:6379/0")
 NS = os.environ.get("ELK_TEST_NS", "jobapp")
 
-app = Celery("jobapp", broker=URL)
+app = Celery("jobapp", broker=os.environ.get("ELK_TEST_BROKER_URL") or URL)
 app.conf.update(
+    elk_redis_url=URL,
     task_default_queue=NS,
     broker_connection_retry_on_startup=True,
     worker_hijack_root_logger=False,
