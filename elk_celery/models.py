@@ -58,6 +58,26 @@ class Status(str, Enum):
             raise InvalidPartition(f"unknown partition status {value!r}: use one of {allowed}") from None
 
 
+#: The stored record's one-letter names and status letters (store/lua/_lib.lua
+#: "the record"); a record without "s" uses the long names (the encoding
+#: before that one) and is read as it is.
+_LONG = {"s": "status", "a": "min", "b": "max", "f": "fence", "v": "version", "n": "attempts",
+         "i": "items", "o": "node", "e": "error", "x": "opts", "c": "created", "u": "updated",
+         "h": "hb", "l": "lease", "r": "probe", "k": "claim"}
+_STATUS = {"p": "pending", "c": "claimed", "r": "running", "d": "completed", "f": "failed"}
+
+
+def _expand(d: dict[str, Any], partition_id: Any) -> dict[str, Any]:
+    """A compact record with the long names (and its id, which it does not store)."""
+    if "s" not in d:
+        return d
+    out = {_LONG.get(k, k): v for k, v in d.items()}
+    out["status"] = _STATUS.get(out["status"], out["status"])
+    out["id"] = partition_id
+    out.setdefault("updated", out.get("created"))
+    return out
+
+
 def _ts(ms: Any) -> datetime | None:
     if ms in (None, "", 0):
         return None
@@ -91,7 +111,7 @@ class Partition:
     @classmethod
     def from_json(cls, raw: str | bytes, partition_id: Any = "?") -> Partition:
         try:
-            d = json.loads(raw)
+            d = _expand(json.loads(raw), partition_id)
             opts = d.get("opts") or ""
             return cls(
                 partition_id=int(d["id"]),

@@ -38,9 +38,8 @@ def cleanup_namespace(client: redis.Redis, namespace: str, key_prefix: str = "el
     keys of SimpleStrategy, found through the ``ids`` zset."""
     keys = Keys(namespace, key_prefix)
     names = list(keys.all_fixed())
-    for member in client.zrange(keys.ids, 0, -1):
-        pid = (member.decode() if isinstance(member, bytes) else member).split(":", 1)[0]
-        names += [keys.partition(pid), keys.lock(pid)]
+    names += keys.storage((m.decode() if isinstance(m, bytes) else m).split(":", 1)[0]
+                          for m in client.zrange(keys.ids, 0, -1))
     from elk_celery.keys import registry_key
     client.srem(registry_key(key_prefix), namespace)
     deleted = 0

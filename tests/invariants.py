@@ -38,7 +38,11 @@ def check_invariants(strategy: PartitionStrategy) -> None:
     ids = zset(k.ids)
     assert {m for m in ids if m.split(":", 1)[0] not in quarantined} == {member(p) for p in parts}
     assert not quarantined & {str(p.partition_id) for p in parts}
-    assert zset(k.pending) == {member(p) for p in parts if p.status == Status.PENDING}
+    # a pending partition is scored in `pending` or waits, never sent, in `fresh`
+    fresh = [text(m) for m in r.lrange(k.fresh, 0, -1)]
+    assert len(fresh) == len(set(fresh)), fresh
+    assert not zset(k.pending) & set(fresh), (zset(k.pending), fresh)
+    assert zset(k.pending) | set(fresh) == {member(p) for p in parts if p.status == Status.PENDING}
     assert zset(k.leases) == {str(p.partition_id) for p in parts if p.status in HELD}
     assert zset(k.failed) == {str(p.partition_id) for p in parts if p.status == Status.FAILED}
 

@@ -280,7 +280,7 @@ class NamespaceStore:
         self.redis.srem(registry_key(self.keys.prefix), self.namespace)
         n = 0
         for start in range(0, len(ids), 500):
-            n += self.redis.delete(*self.keys.simple_storage(ids[start:start + 500]))
+            n += self.redis.delete(*self.keys.storage(ids[start:start + 500]))
         return n + self.redis.delete(*keys)
 
     # -- reads for operators' tools and metrics ----------------------------------

@@ -229,8 +229,9 @@ class PartitionStrategy(ABC):
         else:
             ids: set[int] = set()
             pipe = self.redis.pipeline(transaction=False)
-            if Status.PENDING in wanted:
+            if Status.PENDING in wanted:  # sent or due again, and never sent
                 pipe.zrange(self.keys.pending, 0, -1)
+                pipe.lrange(self.keys.fresh, 0, -1)
             if wanted & {Status.CLAIMED, Status.RUNNING}:
                 pipe.zrange(self.keys.leases, 0, -1)
             if Status.FAILED in wanted:

@@ -8,9 +8,7 @@ from ..store.partitions import PartitionStrategy
 
 
 class HashPartitionStrategy(HashLayout, PartitionStrategy):
-    """Partitions as fields of ``<prefix>:{ns}:partitions`` (the default).
-
-    Reading many partitions is one HMGET; every script touches one hash.
-    """
+    """Partitions in hashes of 100, ``<prefix>:{ns}:pb:<id // 100>`` (the
+    default; store/layouts.py)."""
 
     kind = StrategyType.HASH

@@ -78,3 +78,25 @@ def test_bench_chaos_prints_the_fault_log_and_a_verdict():
     assert "nemesis seed 7" in out and re.search(r"\d+\.\d+s .+(kill|pause|cut|stall|purge|redis)", out), out
     assert re.search(r"job: \d+ s from the first run to the check; the ideal without faults", out), out
     assert "VERDICT: PASS" in out and "max overlap of two runs of a partition" in out, out
+
+
+def test_bench_nodes_memory_and_million_print_their_figures():
+    out = _run("bench_nodes.py", "--nodes", "4,8", "--seconds", "2", "--warmup", "1",
+               "--processes", "2", "--load", "100", "--profile")
+    for n in (4, 8):
+        assert re.search(rf"\s{n} nodes, [\d.]+ ms partitions:\s+\d+ partitions/s \| claim p50 [\d.]+ ms", out), out
+    assert re.search(r"leader round p50 [\d.]+ ms, p99 [\d.]+ ms, max [\d.]+ ms", out), out
+    assert "double owners 0, completions accepted twice 0" in out, out
+    assert out.count(": yes | stale writes 0") == 2, out
+    assert re.search(r"partitions per Redis CPU-second at 8 nodes = [\d.]+ x at 4 nodes", out), out
+    out = _run("bench_memory.py", "--partitions", "2000")
+    for status in ("pending", "running", "completed", "compacted"):
+        assert re.search(rf"{status}[ a-z()]*\s+[\d.]+ bytes/partition \(MEMORY USAGE\)\s+[\d.]+ "
+                         r"\(used_memory growth\)", out), out
+    assert re.search(r"every partition planned at once: [\d,]+ MiB", out), out
+    assert re.search(r"VERDICT: (PASS|BELOW TARGET): \d+ / \d+ bytes per pending partition", out), out
+    out = _run("bench_million.py", "--partitions", "2000", "--progress", "5")
+    assert re.search(r"2,000 partitions in [\d.]+ s = [\d,]+ partitions/s over the whole run", out), out
+    assert re.search(r"leader rounds: [\d,]+, p50 [\d.]+ ms, p99 [\d.]+ ms, max [\d.]+ ms", out), out
+    assert re.search(r"Redis used_memory .*: peak [\d.]+ MiB, at the end [\d.]+ MiB", out), out
+    assert "items 20,000 (= 20,000 IDs), stale writes 0" in out and "PASS" in out, out

@@ -164,7 +164,7 @@ def test_status_text(cli, namespace, state):
 
 def test_status_shows_quarantined_partitions(cli, namespace, state, redis_client):
     st, _ = state
-    redis_client.hset(st.keys.partitions, "6", "not an elk partition")
+    redis_client.hset(st.keys.bucket(6), "6", "not an elk partition")
     assert st.quarantine(6, 601, 700)
     s = as_json(cli("status", "-n", namespace, "--json", "--sample", 0))["namespaces"][0]
     assert s["counts"]["quarantined"] == 1 and s["counts"]["pending"] == 2
@@ -350,7 +350,7 @@ def test_reset_asks_first(cli, redis_client, namespace, state):
     assert redis_client.exists(st.keys.stats)
     r = cli("reset", "-n", namespace, input="y\n")
     assert r.exit_code == 0 and "reset" in r.output
-    assert not redis_client.exists(st.keys.stats, st.keys.partitions, st.keys.ids)
+    assert not redis_client.exists(st.keys.stats, st.keys.partitions, st.keys.bucket(0), st.keys.ids)
 
 
 def test_reset_yes_and_namespace_required(cli, redis_client, namespace, state):

@@ -52,7 +52,7 @@ def s(redis_client, namespace):
 
 def _state(st) -> tuple:
     r, k = st.redis, st.keys
-    return (r.hgetall(k.partitions), r.hgetall(k.stats), r.zrange(k.pending, 0, -1),
+    return (st._raw_all(), r.hgetall(k.stats), r.zrange(k.pending, 0, -1), r.lrange(k.fresh, 0, -1),
             r.zrange(k.leases, 0, -1), r.hgetall(k.meta))
 
 
@@ -345,7 +345,7 @@ def test_bi_25_numbers_a_script_cannot_hold_exactly(s):
 # ------------------------------------------------------- corrupt Redis values
 
 def test_bi_26_a_partition_value_that_is_not_an_elk_partition(s):
-    s.redis.hset(s.keys.partitions, "2", "{not json")
+    s.redis.hset(s.keys.bucket(2), "2", "{not json")
     with pytest.raises(CorruptPartition) as e:
         s.get_partition(2)
     _says(e.value, "partition 2 holds a value that is not an elk partition", "delete it or reset")

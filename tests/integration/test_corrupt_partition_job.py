@@ -26,11 +26,12 @@ def test_the_rest_of_the_job_completes_around_corrupt_partitions(cluster, redis_
     keys = Keys(namespace)
     wait_for(lambda: redis_client.zcard(keys.leases) >= 1, 30, lambda: "a running partition\n" + c.logs())
     running = int(redis_client.zrange(keys.leases, 0, 0)[0])
-    pending = int(redis_client.zrange(keys.pending, -1, -1)[0].split(b":")[0])
+    # the newest planned partition, not sent yet (so no worker claims it meanwhile)
+    pending = int(redis_client.lrange(keys.fresh, -1, -1)[0].split(b":")[0])
     strategy = HashPartitionStrategy(redis_client, namespace)
     bad = {pid: strategy.get_partition(pid) for pid in (running, pending)}
     for pid in bad:
-        redis_client.hset(keys.partitions, str(pid), "not an elk partition")
+        redis_client.hset(keys.bucket(pid), str(pid), "not an elk partition")
 
     def rest_done():
         s = stats(redis_client, namespace)
@@ -48,6 +49,7 @@ def test_the_rest_of_the_job_completes_around_corrupt_partitions(cluster, redis_
     assert len(parts) == 28 and s.total_count == len(parts) + s.quarantined_count
     assert s.pending_count == s.running_count == s.claimed_count == s.failed_count == 0
     assert redis_client.zcard(keys.leases) == 0 and redis_client.zcard(keys.pending) == 0
+    assert redis_client.llen(keys.fresh) == 0
     logs = "\n".join(p.log() for p in c.procs)
     for pid in bad:  # said once, by whoever found it
         assert len(re.findall(rf"quarantined partition\(?s?\)? \[?{pid}\b", logs)) == 1, logs[-3000:]

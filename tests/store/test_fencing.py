@@ -63,7 +63,7 @@ def test_fences_and_epochs_after_a_failover_that_lost_writes(strategy):
              "Redis time to pass the fences handed out")
     # the replica that takes over has the state from before those writes
     if strategy.kind.value == "hash":
-        strategy.redis.hset(strategy.keys.partitions, "1", snapshot)
+        strategy.redis.hset(strategy.keys.bucket(1), "1", snapshot)
     else:
         strategy.redis.set(strategy.keys.partition(1), snapshot)
     strategy.redis.hdel(strategy.keys.meta, "epoch") if epoch_snapshot is None else \

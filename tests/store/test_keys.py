@@ -22,8 +22,13 @@ def test_common_keys_are_in_the_documented_order():
     k = Keys("ns1")
     assert k.common == [f"elk:{{ns1}}:{n}" for n in COMMON]
     assert k.stats == "elk:{ns1}:stats" and k.breaker_fails == "elk:{ns1}:breaker_fails"
-    # the order _lib.lua relies on
-    assert COMMON[0] == "stats" and COMMON[1] == "ids" and len(COMMON) == 15
+    # the order _lib.lua relies on: its K_* indexes, the partition storage after them
+    import re
+    from elk_celery.store.scripts import _read
+    lib = _read("_lib.lua")
+    assert COMMON[0] == "stats" and COMMON[1] == "ids" and COMMON[-1] == "fresh"
+    assert int(re.search(r"local K_STORE = (\d+)", lib).group(1)) == len(COMMON) + 1
+    assert "K_FRESH = 13, 14, 15, 16" in lib and len(COMMON) == 16
 
 
 def test_fixed_keys_are_distinct_and_include_the_partition_hash():

@@ -22,7 +22,7 @@ def _parts(*ids):
 
 def _corrupt(s, pid: int, raw: str = "garbage{") -> None:
     if isinstance(s, HashPartitionStrategy):
-        s.redis.hset(s.keys.partitions, str(pid), raw)
+        s.redis.hset(s.keys.bucket(pid), str(pid), raw)
     else:
         s.redis.set(s.keys.partition(pid), raw)
 

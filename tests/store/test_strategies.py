@@ -670,7 +670,7 @@ GARBAGE = ["not json", "[1, 2]", '"a string"', '{"id": 5}', '{"status": "pending
 def _plant(strategy, pid: int, raw: str) -> None:
     k = strategy.keys
     if isinstance(strategy, HashPartitionStrategy):
-        strategy.redis.hset(k.partitions, str(pid), raw)
+        strategy.redis.hset(k.bucket(pid), str(pid), raw)
     else:
         strategy.redis.set(k.partition(pid), raw)
     strategy.redis.zadd(k.ids, {f"{pid}:51:60": 51})  # so cleanup finds the key
@@ -732,7 +732,7 @@ def test_partition_state_has_no_ttl_and_simple_lock_is_the_lease(strategy):
         assert text(r.get(k.lock(1))) == f"n1|{p.fence}"
         assert 0 < r.pttl(k.lock(1)) <= strategy.settings.ms("partition_lock_expiry")
     else:
-        assert r.ttl(k.partitions) == -1
+        assert r.ttl(k.bucket(1)) == -1
     for key in k.all_fixed():
         assert r.ttl(key) in (-1, -2), key
 

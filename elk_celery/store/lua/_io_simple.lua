@@ -1,6 +1,6 @@
 -- _io_simple.lua: storage adapter of SimpleStrategy.
---   KEYS[16 + 2*(i-1)] p:<id>     string  partition JSON (no TTL)
---   KEYS[17 + 2*(i-1)] lock:<id>  string  "node|fence", PX = the lease
+--   KEYS[17 + 2*(i-1)] p:<id>     string  partition record (_lib.lua; no TTL)
+--   KEYS[18 + 2*(i-1)] lock:<id>  string  "node|fence", PX = the lease
 -- for the i-th partition the call names (1-based, in ARGV order). The lock
 -- key is the lease: it vanishes when the owner stops renewing it.
 
@@ -23,7 +23,7 @@ local function p_load_q(i, id, member)
 end
 
 local function p_save(i, id, p)
-  redis.call('SET', KEYS[K_STORE + 2 * (i - 1)], cjson.encode(p))
+  redis.call('SET', KEYS[K_STORE + 2 * (i - 1)], encode(p))
 end
 
 -- Save records already encoded: {i1, id1, raw1, i2, id2, raw2, ...} (plan.lua)

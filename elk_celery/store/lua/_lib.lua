@@ -7,8 +7,9 @@
 -- Every script receives the same common KEYS, built by elk_celery/keys.py:
 --   KEYS[1]  stats          hash   status -> count, plus event counters
 --   KEYS[2]  ids            zset   "id:min:max" of every partition, score = min_id
---   KEYS[3]  pending        zset   "id:min:max" of pending ones, score = when to
---                                  (re)send its task message (ms)
+--   KEYS[3]  pending        zset   "id:min:max" of pending ones that were sent or
+--                                  are due again, score = when to (re)send its
+--                                  task message (ms)
 --   KEYS[4]  leases         zset   claimed/running id, score = lease expiry (ms)
 --   KEYS[5]  failed         zset   failed id, score = when it failed (ms)
 --   KEYS[6]  nodes          zset   node id, score = heartbeat expiry (ms)
@@ -23,14 +24,18 @@
 --                                  and not yet taken by a claim, score = sent (ms)
 --   KEYS[15] corrupt        zset   id of a quarantined partition (its stored value
 --                                  is not an elk partition), score = when found (ms)
---   KEYS[16..] partition storage, see the adapter.
+--   KEYS[16] fresh          list   "id:min:max" of pending ones never sent yet, in
+--                                  planning order (a list entry costs ~25 bytes
+--                                  of Redis memory, a zset entry ~120: the
+--                                  planned backlog is most of what is stored)
+--   KEYS[17..] partition storage, see the adapter.
 -- Times are Redis server time in milliseconds; nodes' clocks are never used.
 
 local K_STATS, K_IDS, K_PENDING, K_LEASES, K_FAILED = 1, 2, 3, 4, 5
 local K_NODES, K_NODES_INFO, K_INFLIGHT, K_LEADER, K_META = 6, 7, 8, 9, 10
 local K_BREAKER, K_BREAKER_FAILS = 11, 12
-local K_WAKE, K_QUEUED, K_CORRUPT = 13, 14, 15
-local K_STORE = 16
+local K_WAKE, K_QUEUED, K_CORRUPT, K_FRESH = 13, 14, 15, 16
+local K_STORE = 17
 
 local function now_ms()
   local t = redis.call('TIME')
@@ -201,17 +206,35 @@ local function items_guard(delta)
   end
 end
 
+-- A pending partition is in `pending` (scored) or in `fresh` (never sent),
+-- never in both. An entry leaves `fresh` by dispatch.lua taking it from the
+-- head, or here (LREM, O(backlog)) on the rare paths that change a
+-- partition nobody was sent yet: an API claim, update or delete.
+local function unfresh(m)
+  redis.call('LREM', KEYS[K_FRESH], 1, m)
+end
+
+-- Schedule pending partition p in `pending` at `score`, taking it out of
+-- `fresh` if it was waiting there.
+local function schedule(id, p, score)
+  local m = member(id, p)
+  if redis.call('ZADD', KEYS[K_PENDING], score, m) == 1 then unfresh(m) end
+end
+
 -- Move partition p (already loaded, id `id`) to status `to`, keeping the
 -- stats counters and every status index in step. `score` is the pending
--- send time or the lease expiry, depending on `to`; `node` the new owner when
--- `to` holds a lease. `to` nil only unindexes (the partition is deleted).
+-- send time or the lease expiry, depending on `to` ('fresh' for a new
+-- partition never sent: it joins the tail of `fresh`); `node` the new owner
+-- when `to` holds a lease. `to` nil only unindexes (the partition is deleted).
 local function move(id, p, to, now, score, node)
   local from = p.status
   if from then stat(from, -1) end
   if to then stat(to, 1) end
   if from == 'pending' and to ~= 'pending' then
-    redis.call('ZREM', KEYS[K_PENDING], member(id, p))
+    local m = member(id, p)
+    if redis.call('ZREM', KEYS[K_PENDING], m) == 0 then unfresh(m) end
   elseif HOLDS[from] then
+    if not HOLDS[to] then p.claim = nil end  -- a claim token names a held claim only
     redis.call('ZREM', KEYS[K_LEASES], id)
     if p.node and p.node ~= '' then
       if redis.call('HINCRBY', KEYS[K_INFLIGHT], p.node, -1) <= 0 then
@@ -221,8 +244,12 @@ local function move(id, p, to, now, score, node)
   elseif from == 'failed' then
     redis.call('ZREM', KEYS[K_FAILED], id)
   end
-  if to == 'pending' then
-    redis.call('ZADD', KEYS[K_PENDING], score or now, member(id, p))
+  if to == 'pending' and score == 'fresh' then
+    redis.call('RPUSH', KEYS[K_FRESH], member(id, p))
+    p.node = ''
+  elseif to == 'pending' then
+    if from == 'pending' then schedule(id, p, score or now)
+    else redis.call('ZADD', KEYS[K_PENDING], score or now, member(id, p)) end
     p.node = ''
   elseif HOLDS[to] then
     p.node = node
@@ -258,13 +285,14 @@ local function count(field, n)
   stat(field, n or 1)
 end
 
--- The pending index has two score bands. A partition that was never sent
--- (just planned or created) scores FRESH + its creation time; one whose
--- task message is due again (recovered, released, retried, deferred, sent
--- and to be re-sent if lost) scores the time it is due. dispatch.lua sends
--- the due ones first, so re-sent work never waits behind the planned
--- backlog. 10^13 ms is the year 2286: real times stay below it, and every
--- score keeps to 14 digits (Lua numbers reach Redis as "%.14g").
+-- A partition that was never sent (just planned or created) waits in
+-- `fresh`; one whose task message is due again (recovered, released,
+-- retried, deferred, sent and to be re-sent if lost) is in `pending`,
+-- scored the time it is due. dispatch.lua sends the due ones first, so
+-- re-sent work never waits behind the planned backlog. State written
+-- before `fresh` existed kept never-sent partitions in `pending` at
+-- FRESH + their creation time (10^13 ms is the year 2286: real times stay
+-- below it); dispatch.lua still sends those, after the due ones.
 local FRESH = 1e13
 
 -- Wake the leader loop (it waits on this list, see leader/loop.py). At most
@@ -298,8 +326,52 @@ end
 -- nil value") or corrupt the stats counters under a made-up status.
 local STATUSES = {pending = true, claimed = true, running = true, completed = true, failed = true}
 
+-- ------------------------------------------------------------- the record
+-- A partition is stored as a JSON object with one-letter names, fields at
+-- their defaults left out, and the status as one letter: a planned one is
+-- {"s":"p","a":"5001","b":"6000","v":1,"c":1796172291084} (45 bytes; the
+-- long names took 150). The id is not stored: the hash field or key names
+-- it. Scripts see the long names (decode expands them). A record without
+-- "s" is the encoding before this one (long names, "status"): read as it
+-- is and rewritten compact on its next change. elk_celery/models.py reads
+-- both the same way.
+local SHORT = {status = 's', min = 'a', max = 'b', fence = 'f', version = 'v', attempts = 'n',
+               items = 'i', node = 'o', error = 'e', opts = 'x', created = 'c', updated = 'u',
+               hb = 'h', lease = 'l', probe = 'r', claim = 'k'}
+local LONG = {}
+for k, v in pairs(SHORT) do LONG[v] = k end
+local STATUS_SHORT = {pending = 'p', claimed = 'c', running = 'r', completed = 'd', failed = 'f'}
+local STATUS_LONG = {}
+for k, v in pairs(STATUS_SHORT) do STATUS_LONG[v] = k end
+-- left out when at these values
+local DEFAULTS = {fence = 0, attempts = 0, items = '0', node = '', opts = ''}
+
+local function expand(t)
+  if t.s == nil then return t end  -- the long-name encoding
+  local p = {}
+  for k, v in pairs(t) do p[LONG[k] or k] = v end
+  p.status = STATUS_LONG[t.s]
+  for k, v in pairs(DEFAULTS) do
+    if p[k] == nil then p[k] = v end
+  end
+  if p.updated == nil then p.updated = p.created end
+  return p
+end
+
+local function encode(p)
+  local t = {}
+  for k, v in pairs(p) do
+    local short = SHORT[k]
+    if short and v ~= DEFAULTS[k] and v ~= cjson.null then t[short] = v end
+  end
+  t.s = STATUS_SHORT[p.status]
+  if p.updated == p.created then t.u = nil end
+  return cjson.encode(t)
+end
+
 local function try_decode(raw)
   local ok, p = pcall(cjson.decode, raw)
+  if ok and type(p) == 'table' then p = expand(p) end
   if not ok or type(p) ~= 'table' or not STATUSES[p.status]
       or (type(p.min) ~= 'string' and type(p.min) ~= 'number')
       or (type(p.max) ~= 'string' and type(p.max) ~= 'number') then
@@ -335,10 +407,11 @@ local CORRUPT = {}  -- what p_load_q returns for such a value
 
 local function quarantine(id, raw, member)
   local s_status = string.match(raw, '"status"%s*:%s*"(%a+)"')
-  local s_node = string.match(raw, '"node"%s*:%s*"([^"]*)"')
+    or STATUS_LONG[string.match(raw, '"s"%s*:%s*"(%a)"') or '']
+  local s_node = string.match(raw, '"node"%s*:%s*"([^"]*)"') or string.match(raw, '"o"%s*:%s*"([^"]*)"')
   if not member then
-    local lo = string.match(raw, '"min"%s*:%s*"?(%-?%d+)')
-    local hi = string.match(raw, '"max"%s*:%s*"?(%-?%d+)')
+    local lo = string.match(raw, '"min"%s*:%s*"?(%-?%d+)') or string.match(raw, '"a"%s*:%s*"?(%-?%d+)')
+    local hi = string.match(raw, '"max"%s*:%s*"?(%-?%d+)') or string.match(raw, '"b"%s*:%s*"?(%-?%d+)')
     if lo and hi then member = id .. ':' .. lo .. ':' .. hi end
   end
   local fresh = redis.call('ZADD', KEYS[K_CORRUPT], 'NX', now_ms(), id) == 1
@@ -353,7 +426,8 @@ local function quarantine(id, raw, member)
     end
   elseif redis.call('ZREM', KEYS[K_FAILED], id) == 1 then
     was = 'failed'
-  elseif member and redis.call('ZREM', KEYS[K_PENDING], member) == 1 then
+  elseif member and (redis.call('ZREM', KEYS[K_PENDING], member) == 1
+                      or redis.call('LREM', KEYS[K_FRESH], 1, member) == 1) then
     was = 'pending'
   else  -- in no status index: completed, or pending under a range it no longer says
     was = (s_status == 'pending') and 'pending' or 'completed'

@@ -98,7 +98,7 @@ local function claim_one(i, id, p)
   -- (no point sending the backlog round every second while it is open)
   local function defer(code, until_ms)
     if p.status == 'pending' and defer_ms > 0 then
-      redis.call('ZADD', KEYS[K_PENDING], math.max(now + defer_ms, until_ms or 0), member(id, p))
+      schedule(id, p, math.max(now + defer_ms, until_ms or 0))
     end
     count('deferred_' .. code)
     return reply(p, code)

@@ -119,7 +119,7 @@ for _, f in ipairs(fresh) do
   -- id and items as strings: cjson would write big numbers with 14 digits
   local p = {id = id, min = q.min, max = q.max, opts = q.opts or '', fence = 0,
              version = 0, attempts = 0, items = '0', created = now, node = ''}
-  move(id, p, 'pending', now, FRESH + now)  -- never sent yet: the fresh band
+  move(id, p, 'pending', now, 'fresh')  -- never sent yet: the tail of `fresh`
   redis.call('ZADD', KEYS[K_IDS], q.min, member(id, p))
   p_save(i, id, p)
 end

@@ -1,7 +1,7 @@
 -- dispatch.lua: the leader picks pending partitions to send task messages
 -- for: first those whose send time has come (re-sent work: recovered,
 -- released, retried, deferred, or sent before and never claimed), then
--- fresh ones in planning order (see FRESH in _lib.lua). Each one's next
+-- never-sent ones in planning order (the list `fresh`, see _lib.lua). Each one's next
 -- send is rescheduled `resend_ms` ahead, so a task message that was lost
 -- (purged queue, broker restart) is sent again, while a duplicate only finds
 -- the partition taken. Each picked id enters `queued` (sent, not yet
@@ -36,9 +36,15 @@ local now = now_ms()
 local due = {}
 if limit > 0 then
   due = redis.call('ZRANGEBYSCORE', KEYS[K_PENDING], '-inf', now, 'LIMIT', 0, limit)
-  if #due < limit then
-    local fresh = redis.call('ZRANGEBYSCORE', KEYS[K_PENDING], FRESH, '+inf', 'LIMIT', 0,
+  if #due < limit then  -- never-sent ones of state written before `fresh` (_lib.lua)
+    local old = redis.call('ZRANGEBYSCORE', KEYS[K_PENDING], FRESH, '+inf', 'LIMIT', 0,
       limit - #due)
+    for _, m in ipairs(old) do due[#due + 1] = m end
+  end
+  if #due < limit then  -- then the planned backlog, from the head of `fresh`
+    local n = limit - #due
+    local fresh = redis.call('LRANGE', KEYS[K_FRESH], 0, n - 1)
+    if #fresh > 0 then redis.call('LTRIM', KEYS[K_FRESH], #fresh, -1) end
     for _, m in ipairs(fresh) do due[#due + 1] = m end
   end
 end

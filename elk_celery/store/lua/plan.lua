@@ -63,24 +63,22 @@ local pend, ids, recs = {}, {}, {}
 local function flush()
   if #pend > 0 then
     p_save_raws(recs)
-    redis.call('ZADD', KEYS[K_PENDING], unpack(pend))
+    redis.call('RPUSH', KEYS[K_FRESH], unpack(pend))
     redis.call('ZADD', KEYS[K_IDS], unpack(ids))
     pend, ids, recs = {}, {}, {}
   end
 end
-local tail = '","opts":"","fence":0,"version":1,"attempts":0,"items":"0","node":"",' ..
-  '"status":"pending","created":' .. now .. ',"updated":' .. now .. '}'
-local score = FRESH + now
+local tail = '","v":1,"c":' .. now .. '}'
 while lo <= last do
   local hi = math.min(lo + size - 1, last)
   local id, a, b = fmt(pid), fmt(lo), fmt(hi)
   local k = #recs
   recs[k + 1], recs[k + 2] = pid - first + 1, id
-  recs[k + 3] = '{"id":"' .. id .. '","min":"' .. a .. '","max":"' .. b .. tail
+  recs[k + 3] = '{"s":"p","a":"' .. a .. '","b":"' .. b .. tail
   local m = id .. ':' .. a .. ':' .. b
-  pend[#pend + 1], pend[#pend + 2] = score, m
+  pend[#pend + 1] = m
   ids[#ids + 1], ids[#ids + 2] = a, m
-  if #pend >= 1000 then flush() end
+  if #pend >= 2000 then flush() end
   pid = pid + 1
   lo = hi + 1
 end
