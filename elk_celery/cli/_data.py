@@ -22,6 +22,10 @@ def partition_dict(p: Partition) -> dict[str, Any]:
         "attempts": p.attempts, "items_processed": p.items_processed, "error": p.error,
         "updated_at": p.updated_at.isoformat() if p.updated_at else None,
         "lease_expires_at": p.lease_expires_at.isoformat() if p.lease_expires_at else None,
+        # resumable partitions: the last ID recorded done, the block running,
+        # the items the current run reported, the share of IDs checkpointed
+        "checkpoint": p.checkpoint, "block_end": p.block_end,
+        "progress_items": p.progress_items, "done_fraction": round(p.done_fraction, 4),
     }
 
 

@@ -237,15 +237,31 @@ def partitions(ctx: click.Context, namespaces: tuple[str, ...], statuses: tuple[
     for r in result:
         console.print(f"[bold]{r['namespace']}[/]: {len(r['partitions'])} partition(s)")
         table = Table(header_style="bold")
-        for col in ("id", "range", "status", "node", "attempts", "fence", "items", "updated",
-                    "error"):
+        for col in ("id", "range", "status", "node", "attempts", "fence", "items", "done",
+                    "updated", "error"):
             table.add_column(col, overflow="fold")
         for p in r["partitions"]:
             table.add_row(str(p["partition_id"]), f"{p['min_id']}..{p['max_id']}", p["status"],
                           p["node_id"] or "-", str(p["attempts"]), str(p["fence"]),
-                          str(p["items_processed"]), (p["updated_at"] or "-")[:19],
+                          _items_cell(p), _done_cell(p), (p["updated_at"] or "-")[:19],
                           (p["error"] or "")[:120])
         console.print(table)
+
+
+def _items_cell(p: dict[str, Any]) -> str:
+    """Items of a completed partition; a running one's reported so far."""
+    if p["status"] != "completed" and p["progress_items"] is not None:
+        return f"{p['progress_items']:,} so far"
+    return f"{p['items_processed']:,}"
+
+
+def _done_cell(p: dict[str, Any]) -> str:
+    """Share of the range checkpointed, and up to which ID."""
+    if p["status"] == "completed":
+        return "100%"
+    if p["checkpoint"] is None:
+        return "-"
+    return f"{p['done_fraction'] * 100:.0f}% (to {p['checkpoint']})"
 
 
 # ---------------------------------------------------------------------- gaps

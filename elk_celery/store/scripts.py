@@ -17,7 +17,7 @@ import redis
 OPERATIONS = (
     "claim", "complete", "fail", "release", "renew", "create", "delete", "update",
     "recover", "dispatch", "heartbeat", "leader", "retry_failed", "compact", "gaps",
-    "flow", "plan", "quarantine",
+    "flow", "plan", "quarantine", "block",
 )
 LAYOUTS = ("hash", "simple")
 

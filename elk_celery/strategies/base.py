@@ -17,7 +17,8 @@ import redis
 from ..errors import (CorruptPartition, InvalidPartition, PartitionConflict,
                       StaleFenceError, VersionConflict)
 from ..keys import Keys
-from ..models import (MAX_EXACT_VERSION, MAX_ITEMS, MAX_PARTITION_ID, Claim, Partition,
+from ..models import (MAX_EXACT_VERSION, MAX_ID, MAX_ITEMS, MAX_PARTITION_ID, MIN_ID, Block,
+                      Claim, Partition,
                       PartitionStats, Renewal, Status, check_fence, check_int, check_node,
                       coerce_partition)
 from ..settings import ElkSettings
@@ -506,6 +507,30 @@ class PartitionStrategy(ABC):
         if text(reply[0]) == "ok":
             return int(reply[1])
         raise self._stale(partition_id, node_id, fence, reply[:4])
+
+    #: Most IDs one block may hold (block.lua checks the same bound).
+    MAX_BLOCK = 2**31 - 1
+
+    def record_block(self, partition_id: int, node_id: str, fence: int, *,
+                     done_through: int | None = None, size: int = 0,
+                     items: int | None = None) -> Block:
+        """The owner's checkpoint and next block (store/lua/block.lua): record
+        ``done_through`` (the last ID done) and ``items`` so far, then claim the
+        next block of at most ``size`` IDs after the checkpoint (``size`` 0:
+        claim none). Raises :class:`StaleFenceError` unless ``node_id`` holds
+        the partition with ``fence``."""
+        _pid(partition_id), check_node(node_id), check_fence(fence)
+        check_int(size, "block size", 0, self.MAX_BLOCK)
+        if done_through is not None:
+            check_int(done_through, "last ID done", MIN_ID, MAX_ID, " (IDs are int64)")
+        r = self._run("block", [partition_id], [
+            partition_id, node_id, fence, "" if done_through is None else done_through, size,
+            "" if items is None else _items(items)])
+        if text(r[0]) != "ok":
+            raise self._stale(partition_id, node_id, fence, r)
+        lo, hi = text(r[1]), text(r[2])
+        return Block(int(lo) if lo else None, int(hi) if hi else None, int(text(r[3])),
+                     text(r[4]) == "1")
 
     def fail_partition(self, partition_id: int, node_id: str, fence: int, error: str, *,
                        retryable: bool = True) -> tuple[str, float]:

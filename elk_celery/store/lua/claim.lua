@@ -21,7 +21,7 @@
 --          reply was lost); it is answered 'ok' again, unchanged
 -- ARGV[13..] partition ids, one or more (the i-th uses the i-th storage keys)
 -- Reply: 7 items per partition, in order: code, fence, attempts, version,
---   min, max, opts; code: 'ok' | 'preempted' | 'missing' | 'completed'
+--   min (where the work resumes: after the checkpoint, block.lua), max, opts; code: 'ok' | 'preempted' | 'missing' | 'completed'
 --   | 'failed' | 'held' | 'window' | 'breaker' | 'dead'
 -- Whatever the outcome, each partition leaves `queued`: its task message
 -- was taken. When that leaves `queued` at or below meta `refill_below`, or
@@ -62,7 +62,7 @@ local claims = 0
 local function reply(p, code)
   local n = #out
   out[n + 1], out[n + 2], out[n + 3] = code, p.fence or 0, p.attempts or 0
-  out[n + 4], out[n + 5], out[n + 6], out[n + 7] = p.version or 0, p.min, p.max, p.opts or ''
+  out[n + 4], out[n + 5], out[n + 6], out[n + 7] = p.version or 0, resume_from(p), p.max, p.opts or ''
 end
 
 local function claim_one(i, id, p)
