@@ -16,11 +16,12 @@ import click
 import redis
 from rich.console import Console
 from rich.padding import Padding
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 from rich.table import Table
 
 from ..breaker import CircuitBreaker
 from ..errors import ElkError
+from ..eta import describe
 from ..gaps import GapDetector
 from ..models import Status
 from . import _data
@@ -92,19 +93,9 @@ def _fmt_rate(v: float | None, unit: str) -> str:
     return "-" if v is None else f"{v:,.1f} {unit}/s"
 
 
-def _fmt_eta(v: float | None) -> str:
-    if v is None:
-        return "unknown"
-    v = int(round(v))
-    h, rem = divmod(v, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}h{m:02d}m{s:02d}s" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
-
-
 def _eta_text(s: dict[str, Any]) -> str:
-    if s["counts"]["total"] == 0:
-        return "nothing planned yet"
-    return "done" if s["done"] else _fmt_eta(s["throughput"]["eta_s"])
+    """The ETA (eta.py): a number with its range, or why there is none."""
+    return describe(s["eta"])
 
 
 def _render_status(console: Console, s: dict[str, Any]) -> None:
@@ -115,6 +106,16 @@ def _render_status(console: Console, s: dict[str, Any]) -> None:
     if not s["exists"]:
         head += "  [yellow]no state in Redis[/]"
     console.print(head)
+    ctl = s.get("control") or {"state": "running", "stop_running": False}
+    if ctl["state"] != "running":
+        style = "yellow" if ctl["state"] == "paused" else "red"
+        console.print(f"  state: [{style}]{ctl['state']}[/]"
+                      + (" (running partitions stop at their next block)" if ctl["stop_running"]
+                         else " (running partitions finish)")
+                      + ("; `elk resume` goes on" if ctl["state"] == "paused"
+                         else "; stays until `elk reset`"))
+    else:
+        console.print("  state: running")
     console.print("  leader: " + (f"{leader['node_id']} (epoch {leader['epoch']})" if leader
                                   else f"none (last epoch {s['epoch'] or 0})"))
     plan = s["plan"]
@@ -155,6 +156,10 @@ def _render_status(console: Console, s: dict[str, Any]) -> None:
     if b["reason"]:
         line += f" ({b['reason']})"
     console.print(line)
+    if s.get("settings"):
+        console.print("  settings: " + ", ".join(
+            f"{k}={'none' if v['value'] is None else v['value']} ({v['source']})"
+            for k, v in s["settings"].items()))
     nodes = Table(header_style="bold", box=None, pad_edge=False)
     for col in ("node", "alive", "heartbeat expires", "held", "completed", "rate",
                 "in-flight partitions"):
@@ -428,16 +433,19 @@ class _FailAwareBar(BarColumn):
         return super().render(task)
 
 
-def _watch_line(ns: str, c: dict[str, Any], rate: float | None) -> str:
+def _watch_line(ns: str, c: dict[str, Any], rate: float | None,
+                live: dict[str, Any] | None = None) -> str:
     """One plain progress line (``elk watch`` without a terminal)."""
     total, done = c["total"], c["completed"]
     if not total:
         return f"{ns}: waiting for a plan"
-    eta = _fmt_eta(c["remaining"] / rate) if rate and c["remaining"] else None
+    live = live or {}
     return (f"{ns}: {done:,}/{total:,} completed ({done / total * 100:.1f}%), "
-            f"{c['failed']:,} failed, {c['claimed'] + c['running']:,} running, "
-            f"{c['pending']:,} pending" + (f", {rate:,.1f}/s" if rate else "")
-            + (f", ETA {eta}" if eta else ""))
+            f"{c['failed']:,} failed, {c['claimed'] + c['running']:,} running"
+            + (f" ({live['running_done'] * 100:.0f}% through)" if live.get("running_done") else "")
+            + f", {c['pending']:,} pending" + (f", {rate:,.1f}/s" if rate else "")
+            + (f", ETA {live['eta']}" if live.get("eta") else "")
+            + (f", {live['state'].upper()}" if live.get("state", "running") != "running" else ""))
 
 
 @elk.command()
@@ -470,12 +478,12 @@ def watch(ctx: click.Context, namespaces: tuple[str, ...], interval: float,
     progress = Progress(
         TextColumn("[bold]{task.description}"), _FailAwareBar(), TaskProgressColumn(),
         TextColumn("{task.fields[count]}"), TextColumn("{task.fields[detail]}"),
-        TimeRemainingColumn(),
         console=console, transient=False, refresh_per_second=4, disable=plain)
     tasks = {t.namespace: progress.add_task(t.namespace, total=None, count="", failed=0,
                                             detail="waiting for a plan") for t in targets}
     last: dict[str, dict[str, Any]] = {}
     rates: dict[str, float | None] = {}
+    lives: dict[str, dict[str, Any]] = {}
     next_line = 0.0
     code = 0
     try:
@@ -491,8 +499,14 @@ def watch(ctx: click.Context, namespaces: tuple[str, ...], interval: float,
                     inflight = c["claimed"] + c["running"]
                     failed = (f"[red]{c['failed']:,} failed[/]" if c["failed"]
                               else "0 failed")
-                    detail = (f"{failed}, {inflight} running, {c['pending']} pending"
-                              + (f", {rate:,.1f}/s" if rate else ""))
+                    lv = lives[t.namespace] = _data.live(t, c)
+                    through = (f" ({lv['running_done'] * 100:.0f}% through)"
+                               if lv["running_done"] else "")
+                    detail = (f"{failed}, {inflight} running{through}, {c['pending']} pending"
+                              + (f", {rate:,.1f}/s" if rate else "")
+                              + (f", ETA {lv['eta']}" if lv["eta"] else "")
+                              + (f", [yellow]{lv['state'].upper()}[/]"
+                                 if lv["state"] != "running" else ""))
                     progress.update(tasks[t.namespace], total=c["total"] or None,
                                     completed=c["completed"], failed=c["failed"],
                                     count=f"{c['completed']:,}/{c['total']:,}",
@@ -503,7 +517,7 @@ def watch(ctx: click.Context, namespaces: tuple[str, ...], interval: float,
                     next_line = time.monotonic() + every
                     stamp = time.strftime("%H:%M:%S")
                     for ns, c in last.items():
-                        click.echo(f"{stamp} {_watch_line(ns, c, rates.get(ns))}")
+                        click.echo(f"{stamp} {_watch_line(ns, c, rates.get(ns), lives.get(ns))}")
                 if all_done:
                     break
                 if deadline is not None and time.monotonic() >= deadline:

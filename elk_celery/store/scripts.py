@@ -17,7 +17,7 @@ import redis
 OPERATIONS = (
     "claim", "complete", "fail", "release", "renew", "create", "delete", "update",
     "recover", "dispatch", "heartbeat", "leader", "retry_failed", "compact", "gaps",
-    "flow", "plan", "quarantine", "block",
+    "flow", "plan", "quarantine", "block", "control",
 )
 LAYOUTS = ("hash", "simple")
 
