@@ -8,7 +8,8 @@ the planner's ``estimated_end()``. The ETA is
     (partitions not finished + IDs not yet planned / IDs per partition)
     / partitions finished per second over the last WINDOW_S seconds
 
-and its range comes from the spread of the rates of up to CHUNKS stretches
+(from the first completion on, when the window starts before it), and
+its range comes from the spread of the rates of up to CHUNKS stretches
 of that window: the fastest stretch gives the low end, the slowest the high
 end. It says ``estimating`` while fewer than MIN_DONE partitions finished
 over less than MIN_SPAN_S seconds, and ``stalled`` when nothing finished for
@@ -18,7 +19,10 @@ five times the usual gap between completions (at least STALL_MIN_S).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
+
+if TYPE_CHECKING:
+    from .store.namespace import NamespaceStore
 
 #: Seconds of recent history the rate is measured over.
 WINDOW_S = 300.0
@@ -124,6 +128,14 @@ def estimate(samples: Sequence[tuple[int, int]], remaining: float, *, unplanned:
                    unplanned=unplanned)
     if span < MIN_SPAN_S or done < MIN_DONE:
         return Eta("estimating", remaining=remaining, unplanned=unplanned)
+    # a start that finished nothing yet (workers starting, the first
+    # partitions running) says little about the pace: count from the first
+    # completion seen, when the window begins before it
+    first = next(i for i in range(1, len(pts)) if pts[i][1] > pts[i - 1][1])
+    if first > 1 and (t1 - pts[first][0]) / 1000 >= MIN_SPAN_S / 2:
+        pts = pts[first:]
+        (t0, f0) = pts[0]
+        span, done = (t1 - t0) / 1000, max(0, f1 - f0)
     rate = done / span
     n = max(1, min(CHUNKS, int(span // 10)))  # stretches of 10 s at least
     rates = []
@@ -138,7 +150,7 @@ def estimate(samples: Sequence[tuple[int, int]], remaining: float, *, unplanned:
 
 def describe(e: dict[str, Any]) -> str:
     """What ``elk status`` and ``elk watch`` print for an :meth:`Eta.as_dict`."""
-    state = e["state"]
+    state = str(e["state"])
     if state == "nothing_planned":
         return "nothing planned yet"
     if state != "ok" or e["seconds"] is None:
@@ -151,3 +163,28 @@ def describe(e: dict[str, Any]) -> str:
             f"{fmt_duration(e['high_s'])})" if e["high_s"] is not None else "?)")
     unplanned = f" ({e['unplanned']:,.0f} not planned yet)" if e["unplanned"] else ""
     return f"{fmt_duration(e['seconds'])}{rng}, {e['remaining']:,.0f} partitions left{unplanned}"
+
+
+def eta_of(store: NamespaceStore, total: int, finished: int, now_ms: int, *,
+           partition_size: int | None = None, meta: dict[str, str] | None = None,
+           state: str | None = None, samples: list[tuple[int, int]] | None = None) -> Eta:
+    """A job's ETA: the leader's timeline, then this reading of the counters
+    (``total`` partitions, ``finished`` = completed + failed, at Redis time
+    ``now_ms``). ``partition_size`` sizes the IDs not planned yet when the
+    job has planned none (default: the ``partition_size`` setting). ``meta``,
+    ``state`` and ``samples``: when the caller has read them already."""
+    meta = store.meta() if meta is None else meta
+    state = store.control().state if state is None else state
+
+    def num(k: str) -> int | None:
+        v = meta.get(k, "")
+        return int(v) if v.lstrip("-").isdigit() else None
+    size = store.settings.partition_size or partition_size
+    left, unplanned = remaining_work(total, finished, num("start_id"), num("cursor"),
+                                     num("planner_end"), size)
+    if total == 0 and not unplanned:
+        return Eta("nothing_planned")
+    if samples is None:
+        samples = store.progress_samples()
+    samples = [*samples, (now_ms, finished)]
+    return estimate(samples, left, unplanned=unplanned, state=state)

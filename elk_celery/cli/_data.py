@@ -7,7 +7,8 @@ from typing import Any
 
 from .. import runtime
 from ..breaker import CircuitBreaker
-from ..eta import Eta, describe, estimate, remaining_work
+from ..eta import Eta, describe
+from ..eta import eta_of as job_eta
 from ..models import Partition
 from ..store.connection import text
 from ..worker.node import hostname_of
@@ -153,26 +154,14 @@ def status(t: Target, first: dict[str, Any] | None = None,
 def eta_of(t: Target, now_counts: dict[str, Any], meta: dict[str, str] | None = None,
            state: str | None = None) -> Eta:
     """The ETA from the leader's timeline plus this reading of the counters."""
-    store = t.store
-    meta = store.meta() if meta is None else meta
-    state = store.control().state if state is None else state
-
-    def num(k: str) -> int | None:
-        v = meta.get(k, "")
-        return int(v) if v.lstrip("-").isdigit() else None
-    finished = now_counts["completed"] + now_counts["failed"]
-    size = store.settings.partition_size
-    if size is None and t.planner is not None:
+    size = None
+    if t.planner is not None:
         try:
             size = int(t.planner.partition_size())
         except Exception:  # noqa: BLE001 - an estimate only
             size = None
-    left, unplanned = remaining_work(now_counts["total"], finished, num("start_id"),
-                                     num("cursor"), num("planner_end"), size)
-    if now_counts["total"] == 0 and not unplanned:
-        return Eta("nothing_planned")
-    samples = [*store.progress_samples(), (now_counts["at_ms"], finished)]
-    return estimate(samples, left, unplanned=unplanned, state=state)
+    return job_eta(t.store, now_counts["total"], now_counts["completed"] + now_counts["failed"],
+                   now_counts["at_ms"], partition_size=size, meta=meta, state=state)
 
 
 def live(t: Target, now_counts: dict[str, Any]) -> dict[str, Any]:

@@ -288,7 +288,7 @@ class NamespaceStore:
         one transaction; wakes the leader so it applies them at once."""
         pipe = self.redis.pipeline(transaction=True)
         if values:
-            pipe.hset(self.keys.runtime, mapping=values)
+            pipe.hset(self.keys.runtime, mapping={k: v for k, v in values.items()})
         if unset:
             pipe.hdel(self.keys.runtime, *unset)
         pipe.rpush(self.keys.wake, "settings")
@@ -312,12 +312,7 @@ class NamespaceStore:
 
     def progress_samples(self) -> list[tuple[int, int]]:
         """The samples, oldest first (entries that don't parse are skipped)."""
-        out = []
-        for raw in self.redis.lrange(self.keys.progress, 0, -1):
-            t, _, f = text(raw).partition(":")
-            if t.isdigit() and f.isdigit():
-                out.append((int(t), int(f)))
-        return out
+        return parse_samples(self.redis.lrange(self.keys.progress, 0, -1))
 
     # -- metadata ---------------------------------------------------------------
     def meta(self) -> dict[str, str]:
@@ -346,3 +341,13 @@ class NamespaceStore:
         for start in range(0, len(ids), 500):
             n += self.redis.delete(*self.keys.simple_storage(ids[start:start + 500]))
         return n + self.redis.delete(*keys)
+
+
+def parse_samples(entries: list[Any]) -> list[tuple[int, int]]:
+    """Progress samples ("ms:finished") as (ms, finished); others are skipped."""
+    out = []
+    for raw in entries:
+        t, _, f = text(raw).partition(":")
+        if t.isdigit() and f.isdigit():
+            out.append((int(t), int(f)))
+    return out
