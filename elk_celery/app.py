@@ -6,8 +6,6 @@ import functools
 import logging
 import sys
 import threading
-import time
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Generic, ParamSpec, TypeVar, cast, overload
 
 from celery import Celery, Task, signals
@@ -15,12 +13,16 @@ from celery import _state as celery_state
 
 from .errors import ConfigError
 from .hooks import HookChain, Hooks
+from .keys import check_namespace
 from .planners import PartitionPlanner
-from .settings import ElkSettings, _reject_unknown, reject_app_only
+from .settings import ElkSettings, reject_unknown, reject_app_only
+from .job import LEADER_TICK, Job, JobSpec
+from .leader.tick import register_leader_tick
 from .store.connection import redis_from_url
-from . import runtime
-from .store.namespace import Control, NamespaceStore
+from .store.namespace import NamespaceStore
 from .strategies import strategy_for
+from .worker.bootstep import install_worker_side
+from .worker.runner import make_partition_task
 
 if TYPE_CHECKING:
     if sys.version_info >= (3, 11):
@@ -35,125 +37,11 @@ R = TypeVar("R")
 
 log = logging.getLogger("elk_celery")
 
-LEADER_TICK = "elk_celery.leader_tick"
 BEAT_ENTRY = "elk-leader-tick"
 
-
-@dataclass
-class JobSpec:
-    """What ``@partitioned_task`` recorded, before it is bound to an app."""
-
-    fn: Callable[..., Any]
-    namespace: str
-    planner: Any
-    name: str
-    bind: bool
-    options: dict[str, Any]
-    overrides: dict[str, Any]
-    task_options: dict[str, Any]
-    bound_to: list[Any] = field(default_factory=list)
-
-
-@dataclass
-class Job:
-    """A partitioned job bound to an app: its settings, planner and store."""
-
-    spec: JobSpec
-    elk: Elk
-    _settings: ElkSettings | None = field(default=None, repr=False)
-    _store: NamespaceStore | None = field(default=None, repr=False)
-    #: what this process's leader rounds measured (leader/flow.py FlowMeter)
-    leader_state: Any = field(default=None, repr=False)
-    _base: ElkSettings | None = field(default=None, repr=False)
-    #: the runtime overrides last read from Redis, and when (monotonic)
-    _runtime: dict[str, str] = field(default_factory=dict, repr=False)
-    _runtime_read: float = field(default=float("-inf"), repr=False)
-
-    @property
-    def namespace(self) -> str:
-        return self.spec.namespace
-
-    @property
-    def planner(self) -> Any:
-        return self.spec.planner
-
-    @property
-    def task_name(self) -> str:
-        return self.spec.name
-
-    @property
-    def base_settings(self) -> ElkSettings:
-        """The app's settings with the job's own (``@partitioned_task``)."""
-        if self._base is None:
-            self._base = self.elk.settings.replace(**self.spec.overrides)
-        return self._base
-
-    @property
-    def settings(self) -> ElkSettings:
-        """:attr:`base_settings` with the runtime overrides last read
-        (:meth:`refresh_settings`)."""
-        if self._settings is None:
-            self._settings = runtime.effective(self.base_settings, self._runtime)
-        return self._settings
-
-    def refresh_settings(self, *, force: bool = False) -> bool:
-        """Read the runtime overrides from Redis (at most once per heartbeat
-        interval unless ``force``) and apply them; True when they changed.
-        Redis away: the settings stay as they were."""
-        now = time.monotonic()
-        if not force and now - self._runtime_read < self.base_settings.heartbeat_interval:
-            return False
-        self._runtime_read = now
-        try:
-            raw = self.store.runtime_settings()
-        except Exception as exc:  # noqa: BLE001 - the next refresh tries again
-            log.debug("elk: %s: runtime settings not read: %r", self.namespace, exc)
-            return False
-        if raw == self._runtime:
-            return False
-        self._runtime = raw
-        self._settings = runtime.effective(self.base_settings, raw)
-        self.store.strategy.use_settings(self._settings)
-        return True
-
-    def set(self, **values: Any) -> dict[str, str]:
-        """Store runtime overrides (``job.set(task_window=8)``; None drops
-        one), checked as at start: :class:`ConfigError` says why a value is
-        refused. Workers and the leader apply them within one heartbeat.
-        Returns the overrides stored now."""
-        unset = [k for k, v in values.items() if v is None]
-        given = {k: v for k, v in values.items() if v is not None}
-        stored = runtime.validated(self.base_settings, self.store.runtime_settings(), given, unset)
-        self.store.set_runtime_settings(stored, unset)
-        self.refresh_settings(force=True)
-        return dict(self._runtime)
-
-    # -- control: pause, resume, cancel (store/lua/control.lua) ---------------
-    def pause(self, *, stop_running: bool = False) -> Control:
-        """Stop planning, sending and claiming; running partitions finish, or
-        with ``stop_running`` stop at their next block and are handed back."""
-        return self.store.set_control("pause", stop_running=stop_running)
-
-    def resume(self) -> Control:
-        """Go on after :meth:`pause` (refused for a cancelled job)."""
-        return self.store.set_control("resume")
-
-    def cancel(self, *, stop_running: bool = False) -> Control:
-        """Like :meth:`pause`, for good: the state stays until ``elk reset``."""
-        return self.store.set_control("cancel", stop_running=stop_running)
-
-    def control(self) -> Control:
-        return self.store.control()
-
-    @property
-    def store(self) -> NamespaceStore:
-        if self._store is None:
-            self._store = NamespaceStore(strategy_for(self.elk.redis, self.namespace, self.settings))
-        return self._store
-
-    @property
-    def task(self) -> Task[Any, Any]:
-        return self.elk.app.tasks[self.task_name]
+# defined in job.py (below the leader and the worker); importable from here too
+__all__ = ["Elk", "PartitionedTask", "get_elk", "partitioned_task", "Job", "JobSpec",
+           "LEADER_TICK", "BEAT_ENTRY"]
 
 
 _SPECS: list[JobSpec] = []
@@ -170,7 +58,7 @@ class Elk:
 
     def __init__(self, app: Celery, *, hooks: list[Hooks] | None = None,
                  **settings: Unpack[ElkOptions]) -> None:
-        _reject_unknown(settings)
+        reject_unknown(settings)
         if getattr(app, "_elk", None) is not None:
             raise ConfigError(f"Elk(app) was already called for app {app.main!r}: call it once")
         self.app = app
@@ -181,8 +69,6 @@ class Elk:
         self.jobs: dict[str, Job] = {}
         app._elk = self  # type: ignore[attr-defined]
         self._apply_celery_defaults()
-        from .leader.tick import register_leader_tick
-        from .worker.bootstep import install_worker_side
         register_leader_tick(self)
         install_worker_side(self)
         with _SPECS_LOCK:
@@ -248,7 +134,6 @@ class Elk:
             raise ConfigError(
                 f"two partitioned tasks use namespace {spec.namespace!r} "
                 f"({self.jobs[spec.namespace].task_name}, {spec.name}): give each its own")
-        from .worker.runner import make_partition_task
         self.jobs[spec.namespace] = Job(spec, self)
         spec.bound_to.append(self)
         make_partition_task(self, spec)
@@ -383,13 +268,12 @@ def partitioned_task(fn: Callable[P, R] | None = None, *, planner: PartitionPlan
     by :class:`~elk_celery.job_settings.JobSettings`). Like ``shared_task``,
     it works before or after ``Elk(app)``. Returns a :class:`PartitionedTask`.
     """
-    _reject_unknown(settings)
+    reject_unknown(settings)
     reject_app_only(settings)
     if planner is None or not (hasattr(planner, "partition_size") and hasattr(planner, "next_max_id")):
         raise ConfigError(f"planner {planner!r} must have partition_size() and next_max_id(start_id, range_size)")
 
     def decorate(f: Callable[P, R]) -> PartitionedTask[P, R]:
-        from .keys import check_namespace
         spec = JobSpec(fn=f, namespace=check_namespace(namespace or f.__name__), planner=planner,
                        name=name or f"{f.__module__}.{f.__name__}", bind=bind,
                        options=dict(options or {}), overrides=dict(settings),

@@ -56,7 +56,7 @@ def _console(ctx: click.Context) -> Console:
                    width=None if sys.stdout.isatty() else 160)
 
 
-def _emit_json(data: Any) -> None:
+def emit_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
 
 
@@ -199,7 +199,7 @@ def status(ctx: click.Context, namespaces: tuple[str, ...], as_json: bool, sampl
     samples = _data.sample_all(targets, sample)
     out = [_data.status(t, first, second) for t, (first, second) in zip(targets, samples)]
     if as_json:
-        _emit_json({"redis_url": redact(st.url), "namespaces": out})
+        emit_json({"redis_url": redact(st.url), "namespaces": out})
         return
     console = _console(ctx)
     console.print(f"[dim]Redis {redact(st.url)}[/]")
@@ -236,7 +236,7 @@ def partitions(ctx: click.Context, namespaces: tuple[str, ...], statuses: tuple[
         result.append({"namespace": t.namespace,
                        "partitions": [_data.partition_dict(p) for p in parts]})
     if as_json:
-        _emit_json({"namespaces": result})
+        emit_json({"namespaces": result})
         return
     console = _console(ctx)
     for r in result:
@@ -297,7 +297,7 @@ def gaps(ctx: click.Context, namespaces: tuple[str, ...], full: bool, fill: bool
             d["fill_conflicts"] = [g.as_dict() for g in det.conflicts]
         result.append(d)
     if as_json:
-        _emit_json({"namespaces": result})
+        emit_json({"namespaces": result})
         return
     console = _console(ctx)
     for d in result:
@@ -365,7 +365,7 @@ def retry_failed(ctx: click.Context, namespaces: tuple[str, ...], ids: tuple[int
         done = t.store.strategy.retry_failed(list(ids) if ids else None)
         result.append({"namespace": t.namespace, "requeued": done})
     if as_json:
-        _emit_json({"namespaces": result})
+        emit_json({"namespaces": result})
         return
     for r in result:
         click.echo(f"{r['namespace']}: re-queued {len(r['requeued'])} failed partition(s)"
@@ -391,7 +391,7 @@ def breaker(ctx: click.Context, namespaces: tuple[str, ...], as_json: bool) -> N
         d["enabled"] = bool(t.store.settings.circuit_breaker_enabled)
         result.append({"namespace": t.namespace, **d})
     if as_json:
-        _emit_json({"namespaces": result})
+        emit_json({"namespaces": result})
         return
     console = _console(ctx)
     table = Table(header_style="bold")
@@ -578,7 +578,7 @@ def compact(ctx: click.Context, namespaces: tuple[str, ...], limit: int, as_json
         result.append({"namespace": t.namespace, "compacted": done.compacted,
                        "watermark": done.watermark})
     if as_json:
-        _emit_json({"namespaces": result})
+        emit_json({"namespaces": result})
         return
     for r in result:
         click.echo(f"{r['namespace']}: compacted {r['compacted']:,} partition(s); "

@@ -11,7 +11,7 @@ from .. import runtime
 from ..errors import ConfigError
 from ..store.namespace import Control
 from ._context import state_of
-from .commands import _emit_json, elk, json_option
+from .commands import emit_json, elk, json_option
 
 stop_option = click.option(
     "--stop-running", is_flag=True,
@@ -31,7 +31,7 @@ def _control(ctx: click.Context, namespace: str, action: str, stop_running: bool
     t = st.targets([namespace])[0]
     c = t.store.set_control(action, stop_running=stop_running)
     if as_json:
-        _emit_json({"namespace": namespace, "state": c.state, "stop_running": c.stop_running})
+        emit_json({"namespace": namespace, "state": c.state, "stop_running": c.stop_running})
     else:
         click.echo(_describe(namespace, c))
 
@@ -92,7 +92,7 @@ def set_(ctx: click.Context, namespace: str, assignments: tuple[str, ...], as_js
     rows = runtime.sources(st.settings, job.spec.overrides if job is not None else {}, current,
                            runtime.effective(base, current))
     if as_json:
-        _emit_json({"namespace": namespace, "settings": rows})
+        emit_json({"namespace": namespace, "settings": rows})
         return
     for name, row in rows.items():
         click.echo(f"{namespace}: {name} = {_fmt(row['value'])}  ({row['source']})")

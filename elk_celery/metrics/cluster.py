@@ -26,7 +26,7 @@ from prometheus_client.metrics_core import (CounterMetricFamily, GaugeMetricFami
 
 from ..eta import eta_of
 from ..models import PartitionStats, Status
-from ..store.connection import text
+from ..store.codec import text
 from ..store.namespace import NamespaceStore, parse_samples
 from ..worker.node import hostname_of
 
