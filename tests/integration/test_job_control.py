@@ -4,7 +4,6 @@ the Python API: pause, resume, cancel, runtime settings, the rate limit."""
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 

@@ -13,7 +13,7 @@ import pytest
 
 from elk_celery.eta import Eta, describe, estimate, remaining_work
 
-DATA = Path(__file__).resolve().parents[1] / "data"
+DATA = Path(__file__).resolve().parent / "data"
 STRETCH = 10
 
 
