@@ -57,6 +57,16 @@ class LeaseLost(ElkError):
     """Raised inside a processor whose partition lease was lost: stop working."""
 
 
+class PartitionStopped(ElkError):
+    """Raised inside a processor, at its next block or checkpoint, when the job
+    was paused or cancelled with stop-running: the partition is handed back
+    (done blocks stay done) and resumes from its checkpoint after ``resume``."""
+
+
+class JobCancelled(ElkError):
+    """A cancelled job cannot be paused or resumed: it stays cancelled until reset."""
+
+
 class PlannerError(ElkError):
     """A planner raised or returned something that is not a valid next max id."""
 

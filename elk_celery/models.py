@@ -78,6 +78,10 @@ def _expand(d: dict[str, Any], partition_id: Any) -> dict[str, Any]:
     return out
 
 
+def _opt_int(v: Any) -> int | None:
+    return None if v in (None, "") else int(v)
+
+
 def _ts(ms: Any) -> datetime | None:
     if ms in (None, "", 0):
         return None
@@ -103,10 +107,28 @@ class Partition:
     updated_at: datetime | None = None
     last_heartbeat: datetime | None = None
     lease_expires_at: datetime | None = None
+    #: the last ID its owner recorded done (blocks(), checkpoint()); None: none yet
+    checkpoint: int | None = None
+    #: the last ID of the block being processed (claimed by blocks())
+    block_end: int | None = None
+    #: items its current (or last) run reported so far (progress(), blocks())
+    progress_items: int | None = None
 
     @property
     def size(self) -> int:
         return self.max_id - self.min_id + 1
+
+    @property
+    def resume_id(self) -> int:
+        """Where work on it resumes: after its checkpoint, else its first ID."""
+        return self.min_id if self.checkpoint is None else self.checkpoint + 1
+
+    @property
+    def done_fraction(self) -> float:
+        """Share of its IDs up to the checkpoint (1.0 once completed)."""
+        if self.status == Status.COMPLETED:
+            return 1.0
+        return (self.resume_id - self.min_id) / self.size
 
     @classmethod
     def from_json(cls, raw: str | bytes, partition_id: Any = "?") -> Partition:
@@ -129,6 +151,9 @@ class Partition:
                 updated_at=_ts(d.get("updated")),
                 last_heartbeat=_ts(d.get("hb")),
                 lease_expires_at=_ts(d.get("lease")),
+                checkpoint=_opt_int(d.get("ckpt")),
+                block_end=_opt_int(d.get("blk")),
+                progress_items=_opt_int(d.get("prog")),
             )
         # AttributeError: valid JSON that is not an object ('[1, 2]', '"x"')
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -273,6 +298,19 @@ class Renewal:
         if self.node_expires_ms is not None:
             until = min(until, self.node_expires_ms)
         return until - self.now_ms
+
+
+@dataclass(frozen=True)
+class Block:
+    """Reply of :meth:`~elk_celery.strategies.base.PartitionStrategy.record_block`:
+    the block claimed (``lo..hi``, None when none) and the partition's current end."""
+
+    lo: int | None
+    hi: int | None
+    #: the partition's last ID as stored now (a leader may shorten a range)
+    end: int
+    #: the job was paused or cancelled with stop-running: hand it back
+    stop: bool
 
 
 @dataclass(frozen=True)

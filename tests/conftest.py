@@ -215,12 +215,13 @@ class Cluster:
 
     def configure(self, max_id: int = 1000, size: int = 100, window: int | None = 1,
                   sleep: float = 0.0, fail: tuple[int, ...] = (), garbage: tuple[int, ...] = (),
-                  **settings: object) -> None:
+                  block: int = 0, **settings: object) -> None:
         import json
         self.env.update({"ELK_TEST_MAX_ID": str(max_id), "ELK_TEST_SIZE": str(size),
                          "ELK_TEST_WINDOW": "" if window is None else str(window), "ELK_TEST_SLEEP": str(sleep),
                          "ELK_TEST_FAIL": ",".join(map(str, fail)),
                          "ELK_TEST_GARBAGE": ",".join(map(str, garbage)),
+                         "ELK_TEST_BLOCK": str(block),
                          "ELK_TEST_SETTINGS": json.dumps(settings)})
 
     def worker(self, name: str, concurrency: int = 2, beat: bool = False, pool: str = "prefork",
@@ -243,6 +244,18 @@ class Cluster:
         self.procs.append(p)
         return p
 
+    def cli(self, *args: object, timeout: float = 60) -> subprocess.CompletedProcess:
+        """The real CLI on this job: ``celery -A tests.apps.jobapp elk ARGS``."""
+        return subprocess.run([sys.executable, "-m", "celery", "-A", "tests.apps.jobapp", "elk",
+                               *map(str, args)], cwd=ROOT, env=self.env, capture_output=True,
+                              text=True, timeout=timeout)
+
+    def python(self, code: str, timeout: float = 60) -> subprocess.CompletedProcess:
+        """``code`` in a fresh interpreter with the job's app imported as ``app``."""
+        return subprocess.run([sys.executable, "-c", "from tests.apps.jobapp import app, NS\n" + code],
+                              cwd=ROOT, env=self.env, capture_output=True, text=True,
+                              timeout=timeout)
+
     def stop(self) -> None:
         for p in self.procs:
             p.stop()
@@ -263,7 +276,7 @@ def cluster(redis_url, redis_client, namespace, tmp_path):
     yield make
     for c in made:
         c.stop()
-    names = [f"{namespace}:ledger", f"{namespace}:runs", f"{namespace}:maxrun",
+    names = [f"{namespace}:ledger", f"{namespace}:runs", f"{namespace}:blocks", f"{namespace}:maxrun",
              f"{namespace}:running_all", f"{namespace}:maxrun_all", namespace]
     names += [k for k in (f"{namespace}:running:" + n.decode()
                           for n in redis_client.zrange(Keys(namespace).nodes, 0, -1))]

@@ -22,5 +22,5 @@ def stored_values(strategy: PartitionStrategy, ids: Sequence[int | str]) -> list
 
 
 def claim_argv(strategy: PartitionStrategy, node: str = "n1") -> list[Any]:
-    """claim.lua's ARGV[1..11] for a worker's claim with default settings."""
+    """claim.lua's ARGV[1..12] for a worker's claim with default settings."""
     return ClaimOptions.of(strategy.settings).args(node)

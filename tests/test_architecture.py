@@ -262,11 +262,11 @@ def test_tests_share_helpers_not_test_modules() -> None:
 
 #: docs/architecture.md's layers: a module imports from its own layer or below.
 LAYERS = {
-    0: ["errors", "models", "keys", "settings", "job_settings", "planners", "hooks", "_version",
-        "_redis_server", "redis_urls"],
+    0: ["errors", "models", "keys", "settings", "job_settings", "runtime", "planners", "hooks",
+        "_version", "_redis_server", "redis_urls"],
     1: ["store"],
     2: ["strategies"],
-    3: ["gaps", "compaction", "breaker"],
+    3: ["gaps", "compaction", "breaker", "eta"],
     4: ["job"],
     5: ["leader", "worker", "metrics", "metrics_bridge"],
     6: ["app"],

@@ -5,7 +5,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from .. import runtime
 from ..breaker import CircuitBreaker
+from ..eta import Eta, describe
+from ..eta import eta_of as job_eta
 from ..models import Partition
 from ..store.codec import text
 from ..worker.node import hostname_of
@@ -22,6 +25,10 @@ def partition_dict(p: Partition) -> dict[str, Any]:
         "attempts": p.attempts, "items_processed": p.items_processed, "error": p.error,
         "updated_at": p.updated_at.isoformat() if p.updated_at else None,
         "lease_expires_at": p.lease_expires_at.isoformat() if p.lease_expires_at else None,
+        # resumable partitions: the last ID recorded done, the block running,
+        # the items the current run reported, the share of IDs checkpointed
+        "checkpoint": p.checkpoint, "block_end": p.block_end,
+        "progress_items": p.progress_items, "done_fraction": round(p.done_fraction, 4),
     }
 
 
@@ -108,6 +115,12 @@ def status(t: Target, first: dict[str, Any] | None = None,
                  **rates["nodes"].get(host, {"partitions_per_s": None, "items_per_s": None})}
                 for host, c in sorted(now_counts["per_node"].items())]
     total = now_counts["total"]
+    control = store.control()
+    eta = eta_of(t, now_counts, meta, control.state)
+    rate = rates["partitions_per_s"]
+    if rate and eta.remaining > 0:
+        # the sample's own figure counts the partitions not planned yet too
+        rates["eta_s"] = round(eta.remaining / rate, 1)
     return {
         "namespace": t.namespace,
         "exists": bool(meta) or total > 0 or bool(nodes),
@@ -132,7 +145,46 @@ def status(t: Target, first: dict[str, Any] | None = None,
         "done": total > 0 and now_counts["remaining"] == 0,
         "breaker": breaker,
         "throughput": rates,
+        "control": {"state": control.state, "stop_running": control.stop_running},
+        "eta": eta.as_dict(),
+        "settings": settings_of(t, store.settings),
     }
+
+
+def eta_of(t: Target, now_counts: dict[str, Any], meta: dict[str, str] | None = None,
+           state: str | None = None) -> Eta:
+    """The ETA from the leader's timeline plus this reading of the counters."""
+    size = None
+    if t.planner is not None:
+        try:
+            size = int(t.planner.partition_size())
+        except Exception:  # noqa: BLE001 - an estimate only
+            size = None
+    return job_eta(t.store, now_counts["total"], now_counts["completed"] + now_counts["failed"],
+                   now_counts["at_ms"], partition_size=size, meta=meta, state=state)
+
+
+def live(t: Target, now_counts: dict[str, Any]) -> dict[str, Any]:
+    """What ``elk watch`` adds to the counters: the job's state, its ETA, and
+    how far its running partitions are through their ranges (checkpoints)."""
+    state = t.store.control().state
+    eta = eta_of(t, now_counts, state=state)
+    running = t.store.strategy.get_filtered_partitions(status=["claimed", "running"],
+                                                       limit=INFLIGHT_LIMIT)
+    size = sum(p.size for p in running)
+    done = sum(p.resume_id - p.min_id for p in running)
+    return {"state": state, "eta": describe(eta.as_dict()) if eta.state != "done" else "",
+            "running_done": done / size if size else 0.0}
+
+
+def settings_of(t: Target, fallback: Any) -> dict[str, dict[str, Any]]:
+    """The runtime-settable settings' effective values and their sources."""
+    job = t.job
+    base = job.base_settings if job is not None else (t.settings or fallback)
+    app = job.elk.settings if job is not None else fallback
+    current = t.store.runtime_settings()
+    return runtime.sources(app, job.spec.overrides if job is not None else {}, current,
+                           runtime.effective(base, current))
 
 
 def sample_all(targets: list[Target], seconds: float) -> list[tuple[dict[str, Any] | None,

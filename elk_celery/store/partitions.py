@@ -19,7 +19,8 @@ import redis
 
 from ..errors import CorruptPartition, InvalidPartition, StaleFenceError, VersionConflict
 from ..keys import Keys
-from ..models import (MAX_EXACT_VERSION, MAX_ITEMS, MAX_PARTITION_ID, Claim, Partition,
+from ..models import (MAX_EXACT_VERSION, MAX_ID, MAX_ITEMS, MAX_PARTITION_ID, MIN_ID, Block,
+                      Claim, Partition,
                       PartitionStats, Renewal, Status, StrategyType, check_fence, check_int,
                       check_node, coerce_partition)
 from ..settings import ElkSettings
@@ -31,7 +32,7 @@ from .scripts import Scripts
 
 @dataclass(frozen=True)
 class ClaimOptions:
-    """How a claim is decided: ARGV[2..11] of claim.lua, by name. Frozen and
+    """How a claim is decided: ARGV[2..12] of claim.lua, by name. Frozen and
     hashable: the worker's hot path packs the arguments once per options."""
 
     #: 'claimed' (strategy API) or 'running' (the worker)
@@ -50,6 +51,8 @@ class ClaimOptions:
     breaker_probes: int
     #: refuse when the claimer's own heartbeat expired
     require_live_node: bool
+    #: the cluster-wide rate limit, claims per 1000 s (0 = none)
+    rate_milli: int = 0
 
     @classmethod
     def of(cls, settings: ElkSettings, *, target: str = "running", window: int = 0,
@@ -61,13 +64,15 @@ class ClaimOptions:
                    s.allow_preemption if allow_preemption is None else allow_preemption,
                    force, window, s.ms("defer_delay") if defer else 0,
                    s.circuit_breaker_enabled, s.ms("circuit_breaker_open_timeout"),
-                   s.circuit_breaker_half_open_max_requests, require_live_node)
+                   s.circuit_breaker_half_open_max_requests, require_live_node,
+                   int(round(s.max_partitions_per_second * 1000)))
 
     def args(self, node_id: str) -> list[Any]:
-        """ARGV[1..11] of claim.lua (the claim token and ids follow)."""
+        """ARGV[1..12] of claim.lua (the claim token and ids follow)."""
         return [check_node(node_id), self.target, self.lease_ms, flag(self.preempt),
                 flag(self.force), self.window, self.defer_ms, flag(self.breaker),
-                self.breaker_open_ms, self.breaker_probes, flag(self.require_live_node)]
+                self.breaker_open_ms, self.breaker_probes, flag(self.require_live_node),
+                self.rate_milli]
 
 
 #: Items per partition in claim.lua's reply.
@@ -140,6 +145,13 @@ class PartitionStrategy(ABC):
             return self.scripts(op, self.keys.common + self._storage(ids), list(args), client)
         except redis.ResponseError as exc:
             raise script_error(exc) from None
+
+    def use_settings(self, settings: ElkSettings) -> None:
+        """Run with ``settings`` from now on (runtime overrides, ``elk set``);
+        claim options and the hot path's packed arguments are made again."""
+        self.settings = settings
+        self._claim_options.clear()
+        self._hot.clear()
 
     def strategy_type(self) -> StrategyType:
         return self.kind
@@ -576,6 +588,30 @@ class PartitionStrategy(ABC):
         if text(reply[0]) == "ok":
             return int(reply[1])
         raise self._stale(partition_id, node_id, fence, reply[:4])
+
+    #: Most IDs one block may hold (block.lua checks the same bound).
+    MAX_BLOCK = 2**31 - 1
+
+    def record_block(self, partition_id: int, node_id: str, fence: int, *,
+                     done_through: int | None = None, size: int = 0,
+                     items: int | None = None) -> Block:
+        """The owner's checkpoint and next block (store/lua/block.lua): record
+        ``done_through`` (the last ID done) and ``items`` so far, then claim the
+        next block of at most ``size`` IDs after the checkpoint (``size`` 0:
+        claim none). Raises :class:`StaleFenceError` unless ``node_id`` holds
+        the partition with ``fence``."""
+        _pid(partition_id), check_node(node_id), check_fence(fence)
+        check_int(size, "block size", 0, self.MAX_BLOCK)
+        if done_through is not None:
+            check_int(done_through, "last ID done", MIN_ID, MAX_ID, " (IDs are int64)")
+        r = self._run("block", [partition_id], [
+            partition_id, node_id, fence, "" if done_through is None else done_through, size,
+            "" if items is None else _items(items)])
+        if text(r[0]) != "ok":
+            raise self._stale(partition_id, node_id, fence, r)
+        lo, hi = text(r[1]), text(r[2])
+        return Block(int(lo) if lo else None, int(hi) if hi else None, int(text(r[3])),
+                     text(r[4]) == "1")
 
     def fail_partition(self, partition_id: int, node_id: str, fence: int, error: str, *,
                        retryable: bool = True) -> tuple[str, float]:

@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import time
 import traceback
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 from celery import signals
 
-from ..errors import CorruptPartition, LeaseLost, ProcessorError, StaleFenceError
+from ..errors import (CorruptPartition, LeaseLost, PartitionStopped, ProcessorError,
+                      StaleFenceError)
 from ..hooks import timed
-from ..models import MAX_ITEMS
+from ..models import MAX_ITEMS, Block, check_int
 from . import completion
 from .lease import Held, keeper
 from .node import is_registered, node_id, task_window
@@ -37,11 +39,21 @@ class PartitionFailed(Exception):
     """Raised to Celery after a failure was recorded, so Flower shows it."""
 
 
+#: progress() writes to Redis at most this often (seconds); blocks() and
+#: checkpoint() always do.
+PROGRESS_EVERY = 1.0
+
+
 class PartitionContext:
-    """What a bound processor (``bind=True``) gets as its first argument."""
+    """What a bound processor (``bind=True``) gets as its first argument.
+
+    ``min_id`` is where the work resumes: after the checkpoint an earlier
+    owner recorded (``blocks()``, ``checkpoint()``), else the partition's
+    first ID; ``range_min_id`` is always its first ID.
+    """
 
     def __init__(self, task: Task, job: Job, partition_id: int, fence: int, attempts: int,
-                 min_id: int, max_id: int, held: Held) -> None:
+                 min_id: int, max_id: int, held: Held, range_min: int | None = None) -> None:
         self.task = task
         self.namespace = job.namespace
         self.partition_id = partition_id
@@ -51,9 +63,12 @@ class PartitionContext:
         self.attempts = attempts
         self.min_id = min_id
         self.max_id = max_id
+        self.range_min_id = min_id if range_min is None else range_min
         self.node_id = held.node_id
         self.items = 0
         self._held = held
+        self._strategy = job.store.strategy
+        self._progress_sent = 0.0
 
     @property
     def lost(self) -> bool:
@@ -66,10 +81,51 @@ class PartitionContext:
         if self._held.expired():
             raise LeaseLost(f"{self.namespace} partition {self.partition_id}: lease lost")
 
+    def blocks(self, size: int) -> Iterator[tuple[int, int]]:
+        """Walk the range in consecutive blocks ``(lo, hi)`` of at most
+        ``size`` IDs, from the checkpoint on. Each block is claimed in Redis
+        before it is yielded, and asking for the next one records the last
+        as done (the checkpoint), so a crash re-does at most the block that
+        was running. Ends early when the partition's end moved down; raises
+        :class:`PartitionStopped` when the job was paused or cancelled with
+        stop-running, :class:`LeaseLost` when the partition is not ours."""
+        check_int(size, "block size", 1, self._strategy.MAX_BLOCK)
+        done: int | None = None
+        while True:
+            block = self._record(done, size)
+            if block.lo is None or block.hi is None:
+                return
+            self.check()
+            yield block.lo, block.hi
+            done = block.hi
+
+    def checkpoint(self, last_done_id: int) -> None:
+        """Record every ID up to ``last_done_id`` done (for processors that walk
+        their range themselves): a later owner starts after it. Raises like
+        :meth:`blocks`."""
+        self._record(last_done_id, 0)
+
+    def _record(self, done: int | None, size: int, *, may_stop: bool = True) -> Block:
+        self.check()
+        try:
+            block = self._strategy.record_block(self.partition_id, self.node_id, self.fence,
+                                                done_through=done, size=size, items=self.items)
+        except StaleFenceError as exc:
+            raise LeaseLost(f"{self.namespace} partition {self.partition_id}: {exc}") from None
+        self._progress_sent = time.monotonic()
+        if block.stop and may_stop:
+            raise PartitionStopped(f"{self.namespace} partition {self.partition_id}: the job was "
+                                   "paused or cancelled with stop-running")
+        return block
+
     def progress(self, items: int) -> None:
-        """Report items done so far (shown in Flower when results are kept)."""
+        """Report items done so far: stored with the partition (at most once a
+        second; ``elk partitions`` shows it) and, when results are kept, shown
+        in Flower."""
         self.items = int(items)
         self.check()
+        if time.monotonic() - self._progress_sent >= PROGRESS_EVERY:
+            self._record(None, 0, may_stop=False)  # a stop waits for the next block
         if not self.task.request.called_directly and self.task.request.id:
             try:
                 self.task.update_state(state="PROGRESS", meta={
@@ -77,6 +133,16 @@ class PartitionContext:
                     "range": [self.min_id, self.max_id]})
             except Exception:  # noqa: BLE001 - no result backend: progress stays local
                 pass
+
+
+def throttle_wait(job: Job) -> float:
+    """How long a throttled claim waits before it tries again: about one
+    token's time at the current rate (jittered so the pool's processes
+    don't retry in step), at most a second; the settings are read again
+    meanwhile, so `elk set max_partitions_per_second=0` frees them."""
+    job.refresh_settings()
+    rate = job.settings.max_partitions_per_second
+    return min(1.0, 1.0 / rate if rate > 0 else 0.05) * random.uniform(0.5, 1.0)
 
 
 def _validate_items(result: Any, lo: int, hi: int) -> int:
@@ -96,6 +162,7 @@ def _validate_items(result: Any, lo: int, hi: int) -> int:
 
 def run_partition(task: Task, job: Job, partition_id: int, min_id: int, max_id: int,
                   dispatched_at: int | None = None) -> str:
+    job.refresh_settings()  # runtime overrides (`elk set`): read once per heartbeat interval
     store, hooks, s = job.store, job.elk.hooks, job.settings
     node = node_id()
     ns, name = job.namespace, task.name
@@ -108,9 +175,17 @@ def run_partition(task: Task, job: Job, partition_id: int, min_id: int, max_id: 
     t0 = time.perf_counter()
     claimed_at = time.monotonic()  # the lease's deadline counts from the claim's sending
     try:
-        with timed(hooks, "claim"):
-            c = store.strategy.worker_claim(partition_id, node, window=task_window(s),
-                                            require_live_node=is_registered(), token=token)
+        while True:
+            with timed(hooks, "claim"):
+                c = store.strategy.worker_claim(partition_id, node, window=task_window(s),
+                                                require_live_node=is_registered(), token=token)
+            if c.code != "throttled":
+                break
+            # the cluster-wide rate limit (max_partitions_per_second): wait for
+            # a token, holding the message, and claim again
+            time.sleep(throttle_wait(job))
+            claimed_at = time.monotonic()
+            s = job.settings
     except CorruptPartition as exc:
         # its stored value is not an elk partition: out of the way, once
         if store.strategy.quarantine(partition_id, min_id, max_id):
@@ -136,7 +211,8 @@ def run_partition(task: Task, job: Job, partition_id: int, min_id: int, max_id: 
                            heartbeats=is_registered())
         try:
             if job.spec.bind:
-                ctx = PartitionContext(task, job, partition_id, c.fence, c.attempts, lo, hi, held)
+                ctx = PartitionContext(task, job, partition_id, c.fence, c.attempts, lo, hi, held,
+                                       range_min=min_id)
                 result = job.spec.fn(ctx, lo, hi, options)
             else:
                 result = job.spec.fn(lo, hi, options)
@@ -145,6 +221,8 @@ def run_partition(task: Task, job: Job, partition_id: int, min_id: int, max_id: 
         items = _validate_items(result, lo, hi)
     except LeaseLost:
         outcome = "lost"
+    except PartitionStopped:
+        outcome = "stopped"
     except Exception as exc:  # noqa: BLE001 - the processor's failure is the partition's
         outcome = "lost" if held is not None and held.lost else "failed"
         error = exc
@@ -165,9 +243,10 @@ def run_partition(task: Task, job: Job, partition_id: int, min_id: int, max_id: 
             # recorded by Redis now; its reply is read later (worker/completion.py)
             return f"done: {items} items, fence {c.fence}"
         outcome = done
-    elif outcome == "lost":
-        # stopped: hand it back now if still ours (a node whose heartbeat only
-        # lapsed still owns it) rather than leave it to a lease expiry
+    elif outcome in ("lost", "stopped"):
+        # hand it back now if still ours (a node whose heartbeat only lapsed
+        # still owns it; a paused job's is sent again after resume) rather
+        # than leave it to a lease expiry
         try:
             store.strategy.release_partition(partition_id, node, c.fence)
         except Exception:  # noqa: BLE001 - the leader recovers it anyway

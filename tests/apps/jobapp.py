@@ -5,7 +5,10 @@ ELK_TEST_MAX_ID  IDs 1..max_id;  ELK_TEST_SIZE  IDs per partition
 ELK_TEST_GROWING "1": the max ID is read from ``<ns>:max_id`` on the ledger's
                  Redis at each planning (a job whose data keeps arriving)
 ELK_TEST_WINDOW  task window ('' = the default: the pool size)
-ELK_TEST_SLEEP   seconds each partition takes
+ELK_TEST_SLEEP   seconds each partition takes (each block, with ELK_TEST_BLOCK)
+ELK_TEST_BLOCK   IDs per block: the processor walks partition.blocks(n) and
+                 appends "lo-hi|node|fence|start" and "...|end" per block to
+                 ``<ns>:blocks``
 ELK_TEST_FAIL    comma-separated min_ids whose partition raises
 ELK_TEST_GARBAGE comma-separated min_ids whose partition returns garbage
 ELK_TEST_SETTINGS JSON of extra elk_* settings
@@ -66,6 +69,7 @@ ledger = redis.Redis.from_url(os.environ.get("ELK_TEST_LEDGER_URL") or URL)
 _ints = lambda name: {int(x) for x in os.environ.get(name, "").split(",") if x}  # noqa: E731
 FAIL, GARBAGE = _ints("ELK_TEST_FAIL"), _ints("ELK_TEST_GARBAGE")
 SLEEP = float(os.environ.get("ELK_TEST_SLEEP", "0"))
+BLOCK = int(os.environ.get("ELK_TEST_BLOCK", "0"))
 
 # INCR the node's and the cluster's running counts and keep the highest values seen
 _ENTER = ledger.register_script("""
@@ -97,7 +101,19 @@ def job(partition, min_id: int, max_id: int, options: dict) -> object:
     try:
         _ENTER(keys=[running, f"{NS}:maxrun", f"{NS}:running_all", f"{NS}:maxrun_all"])
         try:
-            deadline = time.monotonic() + SLEEP
+            if BLOCK:  # walk the range in blocks, each taking SLEEP
+                walked = 0
+                for lo, hi in partition.blocks(BLOCK):
+                    ledger.rpush(f"{NS}:blocks", f"{lo}-{hi}|{partition.node_id}|{partition.fence}|start")
+                    deadline = time.monotonic() + SLEEP
+                    while time.monotonic() < deadline:
+                        time.sleep(0.05)
+                    walked += hi - lo + 1
+                    partition.progress(walked)
+                    ledger.rpush(f"{NS}:blocks", f"{lo}-{hi}|{partition.node_id}|{partition.fence}|end")
+                deadline = 0.0
+            else:
+                deadline = time.monotonic() + SLEEP
             while time.monotonic() < deadline:  # in small steps, so a lost lease stops it
                 time.sleep(0.05)
             if min_id in FAIL:

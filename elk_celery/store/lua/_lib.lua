@@ -85,6 +85,41 @@ local function dec_inc(a)
   return string.sub(a, 1, i - 1) .. string.char(string.byte(a, i) + 1) .. string.rep('0', #a - i)
 end
 
+-- magnitudes (non-negative decimal strings, no sign): a + b and a - b (a >= b)
+local function mag_add(a, b)
+  local out, carry, i, j = {}, 0, #a, #b
+  while i >= 1 or j >= 1 or carry > 0 do
+    local d = carry + (i >= 1 and string.byte(a, i) - 48 or 0) + (j >= 1 and string.byte(b, j) - 48 or 0)
+    out[#out + 1] = string.char(48 + d % 10)
+    carry = math.floor(d / 10)
+    i, j = i - 1, j - 1
+  end
+  return string.reverse(table.concat(out))
+end
+
+local function mag_sub(a, b)
+  local out, borrow, i, j = {}, 0, #a, #b
+  while i >= 1 do
+    local d = string.byte(a, i) - 48 - borrow - (j >= 1 and string.byte(b, j) - 48 or 0)
+    borrow = d < 0 and 1 or 0
+    out[#out + 1] = string.char(48 + d + 10 * borrow)
+    i, j = i - 1, j - 1
+  end
+  local r = string.gsub(string.reverse(table.concat(out)), '^0+', '')
+  return r == '' and '0' or r
+end
+
+-- exact a + k for a canonical decimal string `a` (any sign) and k >= 0 (a
+-- number below 2^53): block bounds of ranges near the int64 limits
+local function dec_add(a, k)
+  if #a < 16 then return fmt(tonumber(a) + k) end
+  local ks = fmt(k)
+  if string.byte(a, 1) ~= 45 then return mag_add(a, ks) end
+  local m = string.sub(a, 2)
+  if dec_cmp(m, ks) > 0 then return '-' .. mag_sub(m, ks) end
+  return mag_sub(ks, m)
+end
+
 -- an integer argument within [lo, hi] (Lua numbers): returns it as a number
 local function num_arg(v, what, lo, hi)
   if not is_dec(v) or #v > 17 then invalid(what, v, 'expected a decimal integer') end
@@ -158,6 +193,14 @@ local function acc_str(acc)
 end
 
 local HOLDS = {claimed = true, running = true}
+
+-- Where a partition's work resumes: after its checkpoint (the last ID its
+-- owner recorded done, block.lua), else at its first ID. A partition done
+-- up to its end resumes past it (an empty range: nothing left to do).
+local function resume_from(p)
+  if p.ckpt then return dec_add(p.ckpt, 1) end
+  return p.min
+end
 
 -- Members of the ids and pending zsets carry the range, so the leader can
 -- dispatch and detect gaps without reading partitions: "id:min:max".

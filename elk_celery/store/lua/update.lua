@@ -34,6 +34,8 @@ local to = f.status or p.status
 if not TRANSITIONS[p.status][to] then return {'transition', p.status, to} end
 -- the items stat sums the items of completed partitions: keep it so
 local items_before = p.status == 'completed' and (tonumber(p.items or 0) or 0) or 0
+-- a completed partition run again starts from its first ID
+if p.status == 'completed' and to == 'pending' then p.ckpt, p.blk, p.prog = nil, nil, nil end
 if f.error ~= nil then p.error = (f.error ~= cjson.null) and f.error or nil end
 if f.opts ~= nil then p.opts = f.opts end
 if new_items ~= nil then p.items = fmt(new_items) end
