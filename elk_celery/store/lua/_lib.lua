@@ -405,7 +405,14 @@ local function encode(p)
   local t = {}
   for k, v in pairs(p) do
     local short = SHORT[k]
-    if short and v ~= DEFAULTS[k] and v ~= cjson.null then t[short] = v end
+    if short then
+      if v ~= DEFAULTS[k] and v ~= cjson.null then t[short] = v end
+    elseif k ~= 'id' and v ~= cjson.null then
+      -- fields without a short name (a run's checkpoint `ckpt`, claimed
+      -- block `blk`, progress `prog`, ...) keep their own: dropping them
+      -- would lose a resumable partition's place
+      t[k] = v
+    end
   end
   t.s = STATUS_SHORT[p.status]
   if p.updated == p.created then t.u = nil end

@@ -116,7 +116,7 @@ local function claim_one(i, id, p)
   -- a paused or cancelled job (control.lua): the message is dropped, and the
   -- partition is due first when the leader sends again after resume
   if control then
-    if p.status == 'pending' then redis.call('ZADD', KEYS[K_PENDING], now, member(id, p)) end
+    if p.status == 'pending' then schedule(id, p, now) end
     count('refused_' .. control)
     return reply(p, control)
   end
