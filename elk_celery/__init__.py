@@ -5,9 +5,10 @@ from __future__ import annotations
 from .errors import (ConfigError, CorruptPartition, ElkError, InvalidPartition, LeaseLost,
                      PartitionConflict, PlannerError, ProcessorError, StaleFenceError,
                      StaleLeaderError, VersionConflict)
-from .app import Elk, Job, PartitionedTask, get_elk, partitioned_task
+from .app import Elk, PartitionedTask, get_elk, partitioned_task
 from .breaker import BreakerState, CircuitBreaker
 from .hooks import HookChain, Hooks
+from .job import Job
 from .job_settings import ElkOptions, JobSettings
 from .keys import Keys
 from .models import Claim, Partition, PartitionStats, Status
@@ -17,7 +18,7 @@ from .store.namespace import NamespaceStore
 from .strategies import HashPartitionStrategy, PartitionStrategy, SimpleStrategy, StrategyType
 from .worker.runner import PartitionContext, PartitionFailed
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = [
     "Elk", "Job", "PartitionedTask", "JobSettings", "ElkOptions", "get_elk", "partitioned_task", "BreakerState", "CircuitBreaker", "HookChain",

@@ -6,7 +6,6 @@ import functools
 import logging
 import sys
 import threading
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Generic, ParamSpec, TypeVar, cast, overload
 
 from celery import Celery, Task, signals
@@ -14,11 +13,16 @@ from celery import _state as celery_state
 
 from .errors import ConfigError
 from .hooks import HookChain, Hooks
+from .keys import check_namespace
 from .planners import PartitionPlanner
-from .settings import ElkSettings, _reject_unknown, reject_app_only
+from .settings import ElkSettings, reject_unknown, reject_app_only
+from .job import LEADER_TICK, Job, JobSpec
+from .leader.tick import register_leader_tick
 from .store.connection import redis_from_url
 from .store.namespace import NamespaceStore
 from .strategies import strategy_for
+from .worker.bootstep import install_worker_side
+from .worker.runner import make_partition_task
 
 if TYPE_CHECKING:
     if sys.version_info >= (3, 11):
@@ -33,63 +37,11 @@ R = TypeVar("R")
 
 log = logging.getLogger("elk_celery")
 
-LEADER_TICK = "elk_celery.leader_tick"
 BEAT_ENTRY = "elk-leader-tick"
 
-
-@dataclass
-class JobSpec:
-    """What ``@partitioned_task`` recorded, before it is bound to an app."""
-
-    fn: Callable[..., Any]
-    namespace: str
-    planner: Any
-    name: str
-    bind: bool
-    options: dict[str, Any]
-    overrides: dict[str, Any]
-    task_options: dict[str, Any]
-    bound_to: list[Any] = field(default_factory=list)
-
-
-@dataclass
-class Job:
-    """A partitioned job bound to an app: its settings, planner and store."""
-
-    spec: JobSpec
-    elk: Elk
-    _settings: ElkSettings | None = field(default=None, repr=False)
-    _store: NamespaceStore | None = field(default=None, repr=False)
-    #: what this process's leader rounds measured (leader/flow.py FlowMeter)
-    leader_state: Any = field(default=None, repr=False)
-
-    @property
-    def namespace(self) -> str:
-        return self.spec.namespace
-
-    @property
-    def planner(self) -> Any:
-        return self.spec.planner
-
-    @property
-    def task_name(self) -> str:
-        return self.spec.name
-
-    @property
-    def settings(self) -> ElkSettings:
-        if self._settings is None:
-            self._settings = self.elk.settings.replace(**self.spec.overrides)
-        return self._settings
-
-    @property
-    def store(self) -> NamespaceStore:
-        if self._store is None:
-            self._store = NamespaceStore(strategy_for(self.elk.redis, self.namespace, self.settings))
-        return self._store
-
-    @property
-    def task(self) -> Task[Any, Any]:
-        return self.elk.app.tasks[self.task_name]
+# defined in job.py (below the leader and the worker); importable from here too
+__all__ = ["Elk", "PartitionedTask", "get_elk", "partitioned_task", "Job", "JobSpec",
+           "LEADER_TICK", "BEAT_ENTRY"]
 
 
 _SPECS: list[JobSpec] = []
@@ -106,7 +58,7 @@ class Elk:
 
     def __init__(self, app: Celery, *, hooks: list[Hooks] | None = None,
                  **settings: Unpack[ElkOptions]) -> None:
-        _reject_unknown(settings)
+        reject_unknown(settings)
         if getattr(app, "_elk", None) is not None:
             raise ConfigError(f"Elk(app) was already called for app {app.main!r}: call it once")
         self.app = app
@@ -117,8 +69,6 @@ class Elk:
         self.jobs: dict[str, Job] = {}
         app._elk = self  # type: ignore[attr-defined]
         self._apply_celery_defaults()
-        from .leader.tick import register_leader_tick
-        from .worker.bootstep import install_worker_side
         register_leader_tick(self)
         install_worker_side(self)
         with _SPECS_LOCK:
@@ -184,7 +134,6 @@ class Elk:
             raise ConfigError(
                 f"two partitioned tasks use namespace {spec.namespace!r} "
                 f"({self.jobs[spec.namespace].task_name}, {spec.name}): give each its own")
-        from .worker.runner import make_partition_task
         self.jobs[spec.namespace] = Job(spec, self)
         spec.bound_to.append(self)
         make_partition_task(self, spec)
@@ -319,13 +268,12 @@ def partitioned_task(fn: Callable[P, R] | None = None, *, planner: PartitionPlan
     by :class:`~elk_celery.job_settings.JobSettings`). Like ``shared_task``,
     it works before or after ``Elk(app)``. Returns a :class:`PartitionedTask`.
     """
-    _reject_unknown(settings)
+    reject_unknown(settings)
     reject_app_only(settings)
     if planner is None or not (hasattr(planner, "partition_size") and hasattr(planner, "next_max_id")):
         raise ConfigError(f"planner {planner!r} must have partition_size() and next_max_id(start_id, range_size)")
 
     def decorate(f: Callable[P, R]) -> PartitionedTask[P, R]:
-        from .keys import check_namespace
         spec = JobSpec(fn=f, namespace=check_namespace(namespace or f.__name__), planner=planner,
                        name=name or f"{f.__module__}.{f.__name__}", bind=bind,
                        options=dict(options or {}), overrides=dict(settings),

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .store.connection import text
+from .store.codec import text
 from .store.namespace import NamespaceStore
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import StaleLeaderError
-from .store.connection import text
+from .store.codec import int_or_none, member_id, text
 from .store.namespace import NamespaceStore
 
 
@@ -22,10 +22,6 @@ from .store.namespace import NamespaceStore
 class CompactResult:
     compacted: int
     watermark: int | None
-
-
-def _int(value: Any) -> int | None:
-    return None if value is None or value == b"" or value == "" else int(text(value))
 
 
 def compact_completed(store: NamespaceStore, limit: int = 500,
@@ -39,14 +35,14 @@ def compact_completed(store: NamespaceStore, limit: int = 500,
     """
     members = [text(m) for m in store.redis.zrange(store.keys.ids, 0, max(1, limit) - 1)]
     if not members:
-        return CompactResult(0, _int(store.redis.hget(store.keys.meta, "watermark")))
-    ids = [m.split(":", 1)[0] for m in members]
+        return CompactResult(0, int_or_none(store.redis.hget(store.keys.meta, "watermark")))
+    ids = [member_id(m) for m in members]
     reply = store.strategy._run("compact", ids, [epoch, store.settings.start_id, *members])
     if text(reply[0]) != "ok":
         raise StaleLeaderError(f"{store.namespace}: epoch {epoch} is no longer the leader's")
     done = int(reply[1])
     return CompactResult(done, int(text(reply[2])) if done else
-                         _int(store.redis.hget(store.keys.meta, "watermark")))
+                         int_or_none(store.redis.hget(store.keys.meta, "watermark")))
 
 
 def compact_all(store: NamespaceStore, limit: int = 500, epoch: int | str = "",

@@ -53,7 +53,7 @@ from typing import Any
 from .errors import ElkError, PartitionConflict, PlannerError, StaleLeaderError
 from .models import Partition
 from .planners import checked_next_max, checked_size
-from .store.connection import text
+from .store.codec import int_or_none, parse_member, text
 from .store.namespace import NamespaceStore
 from .compaction import CompactResult, compact_all, compact_completed  # noqa: F401 - re-exported
 
@@ -171,19 +171,10 @@ class GapReport:
         }
 
 
-def _parse(member: Any) -> tuple[int, int, int]:
-    pid, lo, hi = text(member).split(":")
-    return int(pid), int(lo), int(hi)
-
-
-def _int(value: Any) -> int | None:
-    return None if value is None or value == b"" or value == "" else int(text(value))
-
-
 def _meta_int(name: str, value: Any) -> int | None:
     """A number kept in the namespace's meta hash, or a clear error."""
     try:
-        return _int(value)
+        return int_or_none(value)
     except ValueError:
         raise PlannerError(f"meta {name!r} holds {text(value)!r}, not an integer: someone edited "
                            "it; set it right or `elk reset` the namespace") from None
@@ -245,10 +236,10 @@ class GapDetector:
         if cursor_i is not None:
             end_id = cursor_i - 1
         elif top:  # no planning cursor (partitions made through the strategy API)
-            end_id = _parse(top[0])[2]
+            end_id = parse_member(top[0])[2]
         else:
             end_id = start_id - 1
-        sig = f"{(_int(created) or 0) - (_int(total) or 0)}:{start_id}"
+        sig = f"{(int_or_none(created) or 0) - (int_or_none(total) or 0)}:{start_id}"
         # IDs below `low` are done: before the job's start, or compacted
         low = max(start_id, watermark_i) if watermark_i is not None else start_id
 
@@ -280,7 +271,7 @@ class GapDetector:
 
         # compaction may have moved the watermark while we scanned: whatever is
         # below it now is completed, not missing
-        new_wm = _int(r.hget(k.meta, "watermark"))
+        new_wm = int_or_none(r.hget(k.meta, "watermark"))
         if new_wm is not None and new_wm != watermark_i:
             report.watermark = new_wm
             found = [Gap(max(g.min_id, new_wm), g.max_id, g.has_data)
@@ -329,14 +320,14 @@ class GapDetector:
         # a partition starting below `expected` may reach into the span
         below = r.zrevrangebyscore(k.ids, f"({expected}", "-inf", start=0, num=1)
         if below:
-            expected = max(expected, _parse(below[0])[2] + 1)
+            expected = max(expected, parse_member(below[0])[2] + 1)
         lower = str(expected)
         while expected <= end:
             chunk = r.zrangebyscore(k.ids, lower, end, start=0, num=SCAN_CHUNK)
             scanned += len(chunk)
             last_lo = None
             for m in chunk:
-                _, lo, hi = _parse(m)
+                _, lo, hi = parse_member(m)
                 if lo > expected:
                     gaps.append((expected, lo - 1))
                 if hi + 1 > expected:
@@ -367,7 +358,7 @@ class GapDetector:
                     continue
                 expected = lo
                 for m in members:
-                    _, mlo, mhi = _parse(m)
+                    _, mlo, mhi = parse_member(m)
                     if mlo > expected:
                         found.append(Gap(expected, mlo - 1))
                     expected = max(expected, mhi + 1)

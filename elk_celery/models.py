@@ -26,6 +26,17 @@ MAX_FENCE = 10**14 - 1
 MAX_EXACT_VERSION = 10**14 - 1
 
 
+class StrategyType(str, Enum):
+    """Where a namespace's partitions live: the one list of strategy names
+    (settings, the scripts' storage layouts and the strategy classes use it)."""
+
+    SIMPLE = "simple"
+    HASH = "hash"
+
+    def __str__(self) -> str:
+        return self.value
+
+
 class Status(str, Enum):
     """Partition status; compares equal to (and prints as) its plain value."""
 

@@ -9,13 +9,14 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, fields
 from datetime import timedelta
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from .errors import ConfigError
+from .models import StrategyType
 
 PREFIX = "elk_"
 
-_STRATEGIES = ("hash", "simple")
+_STRATEGIES = tuple(t.value for t in StrategyType)
 
 #: Settings that belong to the whole app (connections, the tick, the metrics
 #: endpoint): a per-job value would be silently meaningless, so it is refused.
@@ -121,18 +122,18 @@ class ElkSettings:
                 value = None
             if value is not None:
                 values[f.name] = value
-        _reject_unknown(overrides)
+        reject_unknown(overrides)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
     @classmethod
     def from_url(cls, redis_url: str, **overrides: Any) -> ElkSettings:
-        _reject_unknown(overrides)
+        reject_unknown(overrides)
         return cls(redis_url=redis_url, **overrides)
 
     def replace(self, **overrides: Any) -> ElkSettings:
         """A copy with overrides applied (None values are ignored)."""
-        _reject_unknown(overrides)
+        reject_unknown(overrides)
         return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
     # -- derived values -----------------------------------------------------
@@ -190,6 +191,12 @@ class ElkSettings:
 OTHER_KEYS = frozenset({"elk_namespaces"})
 
 
+def shortest(settings: Iterable[ElkSettings], name: str, default: float) -> float:
+    """The shortest ``name`` duration over ``settings`` (e.g. every job's, to
+    pace a thread that serves them all); ``default`` when there are none."""
+    return min((float(getattr(s, name)) for s in settings), default=default)
+
+
 def reject_app_only(overrides: Mapping[str, Any]) -> None:
     """Per-job settings may not name app-wide ones."""
     bad = sorted(set(overrides) & APP_ONLY)
@@ -198,7 +205,7 @@ def reject_app_only(overrides: Mapping[str, Any]) -> None:
             f"{', '.join(bad)} cannot be set per job: set elk_{bad[0]} on app.conf or in Elk(app, ...)")
 
 
-def _reject_unknown(overrides: Mapping[str, Any]) -> None:
+def reject_unknown(overrides: Mapping[str, Any]) -> None:
     known = {f.name for f in fields(ElkSettings)}
     unknown = sorted(set(overrides) - known)
     if unknown:

@@ -116,9 +116,9 @@ def reset_app(app: Celery) -> None:
 
 
 def _running(app: Celery) -> bool:
-    from .worker.bootstep import _RUNNING
+    from .worker.bootstep import running_step
 
-    return id(app) in _RUNNING
+    return running_step(app) is not None
 
 
 @contextmanager

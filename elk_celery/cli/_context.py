@@ -22,7 +22,8 @@ import redis
 
 from ..errors import ConfigError
 from ..settings import ElkSettings
-from ..store.connection import DEFAULT_URL, redis_from_url, text
+from ..store.codec import text
+from ..store.connection import DEFAULT_URL, redis_from_url
 from ..store.namespace import NamespaceStore
 from ..strategies import strategy_for
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from ..breaker import CircuitBreaker
 from ..models import Partition
-from ..store.connection import text
+from ..store.codec import text
 from ..worker.node import hostname_of
 from ._context import Target
 

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 from .tick import tick_job
 
 if TYPE_CHECKING:
-    from ..app import Elk, Job
+    from ..job import ElkHost, Job
 
 log = logging.getLogger("elk_celery.leader")
 
@@ -43,7 +43,7 @@ class LeaderLoop:
     that process is gone.
     """
 
-    def __init__(self, elk: Elk, node: str, parent_pid: int | None = None) -> None:
+    def __init__(self, elk: ElkHost, node: str, parent_pid: int | None = None) -> None:
         self.elk = elk
         self.node = node
         self.parent_pid = parent_pid

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from .loop import LeaderLoop
 
 if TYPE_CHECKING:
-    from ..app import Elk
+    from ..job import ElkHost
 
 log = logging.getLogger("elk_celery.leader")
 
@@ -45,7 +45,7 @@ def _die_with_parent(parent: int) -> None:
         os._exit(0)
 
 
-def _leader_main(elk: Elk, node: str, parent: int) -> None:
+def _leader_main(elk: ElkHost, node: str, parent: int) -> None:
     _die_with_parent(parent)
     for name in _DEFAULTED:
         if hasattr(signal, name):
@@ -64,7 +64,7 @@ def _leader_main(elk: Elk, node: str, parent: int) -> None:
 class LeaderProcess:
     """Runs a :class:`LeaderLoop` in a forked child of the worker's main process."""
 
-    def __init__(self, elk: Elk, node: str) -> None:
+    def __init__(self, elk: ElkHost, node: str) -> None:
         self.elk = elk
         self.node = node
         self._proc: Any = None

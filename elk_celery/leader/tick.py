@@ -10,16 +10,18 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any, Callable
 
+from ..compaction import compact_completed
 from ..errors import InvalidPartition, PlannerError, StaleLeaderError
-from ..store.connection import text
+from ..gaps import GapDetector
+from ..hooks import timed
+from ..job import LEADER_TICK
 from ..planners import checked_next_max, checked_size
 from ..worker.node import is_registered, node_id
-from ..hooks import timed
 from .flow import FlowMeter, Targets
 from .sender import PartitionSender
 
 if TYPE_CHECKING:
-    from ..app import Elk, Job
+    from ..job import ElkHost, Job
 
 log = logging.getLogger("elk_celery.leader")
 
@@ -30,9 +32,7 @@ PLAN_CHUNK = 5_000
 PLAN_BUDGET = 3.0
 
 
-def register_leader_tick(elk: Elk) -> None:
-    from ..app import LEADER_TICK
-
+def register_leader_tick(elk: ElkHost) -> None:
     @elk.app.task(name=LEADER_TICK, ignore_result=True, acks_late=False, serializer="json",
                   shared=False)
     def leader_tick() -> dict[str, Any]:
@@ -143,7 +143,6 @@ def lead_round(job: Job, epoch: int, *, full: bool = True, full_gaps: bool = Fal
 def check_gaps(job: Job, epoch: int, full: bool) -> dict[str, int]:
     """Find ID ranges no partition covers (a full scan when newly elected)
     and give those holding data partitions again."""
-    from ..gaps import GapDetector
     mode = "full" if full else "incremental"
     detector = GapDetector(job.store, job.planner)
     try:
@@ -163,7 +162,6 @@ def check_gaps(job: Job, epoch: int, full: bool) -> dict[str, int]:
 def compact(job: Job, epoch: int, budget_s: float = 0.05) -> int:
     """Fold the oldest completed partitions into the watermark, keeping the
     newest ``keep_completed`` readable."""
-    from ..compaction import compact_completed
     store, keep = job.store, job.settings.keep_completed
     done = 0
     deadline = time.monotonic() + budget_s

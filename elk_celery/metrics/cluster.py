@@ -25,7 +25,7 @@ from prometheus_client.metrics_core import (CounterMetricFamily, GaugeMetricFami
                                             InfoMetricFamily, Metric)
 
 from ..models import PartitionStats, Status
-from ..store.connection import text
+from ..store.codec import text
 from ..store.namespace import NamespaceStore
 from ..worker.node import hostname_of
 

@@ -32,6 +32,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.metrics_core import InfoMetricFamily, Metric
 
+from ..worker.node import hostname_of, is_registered, node_id, token_of
+
 #: PromQL name of every family -> its type ('counter', 'gauge', 'histogram',
 #: 'info'). Counters are listed with their ``_total`` sample name, histograms
 #: with their base name (samples ``_bucket``, ``_sum``, ``_count``), info
@@ -206,8 +208,6 @@ class NodeInfoCollector:
         return [InfoMetricFamily("elk_node", "This worker's node: hostname and per-start id.")]
 
     def collect(self) -> Iterator[Metric]:
-        from ..worker.node import hostname_of, is_registered, node_id, token_of
-
         family = InfoMetricFamily("elk_node", "This worker's node: hostname and per-start id.")
         if is_registered():
             nid = node_id()
@@ -219,7 +219,7 @@ class NodeInfoCollector:
 def _build_labels() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
-    from .. import __version__
+    from .._version import __version__
 
     def ver(dist: str) -> str:
         try:

@@ -7,6 +7,7 @@ import os
 import redis
 
 from ..errors import ConfigError
+from .codec import text as text  # importable from here too
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 
@@ -29,8 +30,3 @@ def redis_from_url(url: str | None = None, **kwargs: object) -> redis.Redis:
     return redis.Redis.from_url(url, **kwargs)
 
 
-def text(value: object) -> str:
-    """Decode a reply item whether or not the client decodes responses."""
-    if isinstance(value, bytes):
-        return value.decode()
-    return "" if value is None else str(value)

@@ -10,7 +10,7 @@ from typing import Any
 
 from ..errors import StaleLeaderError
 from ..strategies.base import PartitionStrategy
-from .connection import text
+from .codec import member_id, parse_member, text
 
 
 @dataclass(frozen=True)
@@ -185,10 +185,7 @@ class NamespaceStore:
                                    int(plan_below)])
         if text(r[0]) != "ok":
             raise StaleLeaderError(f"{self.namespace}: epoch {epoch} is no longer the leader's")
-        due = []
-        for m in r[1]:
-            pid, lo, hi = text(m).split(":")
-            due.append((int(pid), int(lo), int(hi)))
+        due = [parse_member(m) for m in r[1]]
         nxt = int(r[2])
         return Dispatched(due, None if nxt < 0 else nxt, int(r[3]))
 
@@ -263,7 +260,7 @@ class NamespaceStore:
 
     def reset(self) -> int:
         """Delete every key of the namespace (partitions, indexes, nodes, leader)."""
-        ids = [text(m).split(":", 1)[0] for m in self.redis.zrange(self.keys.ids, 0, -1)]
+        ids = [member_id(m) for m in self.redis.zrange(self.keys.ids, 0, -1)]
         keys = self.keys.all_fixed()
         from ..keys import registry_key
         self.redis.srem(registry_key(self.keys.prefix), self.namespace)

@@ -14,12 +14,14 @@ from typing import Any
 
 import redis
 
+from ..models import StrategyType
+
 OPERATIONS = (
     "claim", "complete", "fail", "release", "renew", "create", "delete", "update",
     "recover", "dispatch", "heartbeat", "leader", "retry_failed", "compact", "gaps",
     "flow", "plan", "quarantine", "block",
 )
-LAYOUTS = ("hash", "simple")
+LAYOUTS = tuple(t.value for t in StrategyType)
 
 
 @lru_cache(maxsize=None)

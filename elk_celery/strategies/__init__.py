@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from ..settings import ElkSettings
-from .base import PartitionStrategy, StrategyType, validate_batch
+from ..models import StrategyType
+from .base import PartitionStrategy, validate_batch
 from .hash import HashPartitionStrategy
 from .simple import SimpleStrategy
 
+#: strategy name (``elk_strategy``) -> its class, one per :class:`StrategyType`
 STRATEGIES: dict[str, type[PartitionStrategy]] = {
-    "hash": HashPartitionStrategy, "simple": SimpleStrategy}
+    cls.kind.value: cls for cls in (HashPartitionStrategy, SimpleStrategy)}
 
 
 def strategy_for(client, namespace: str, settings: ElkSettings) -> PartitionStrategy:  # type: ignore[no-untyped-def]

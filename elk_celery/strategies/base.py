@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
-from enum import Enum
 from typing import Any
 
 import redis
@@ -18,21 +17,13 @@ from ..errors import (CorruptPartition, InvalidPartition, PartitionConflict,
                       StaleFenceError, VersionConflict)
 from ..keys import Keys
 from ..models import (MAX_EXACT_VERSION, MAX_ID, MAX_ITEMS, MAX_PARTITION_ID, MIN_ID, Block,
-                      Claim, Partition,
-                      PartitionStats, Renewal, Status, check_fence, check_int, check_node,
-                      coerce_partition)
+                      Claim, Partition, PartitionStats, Renewal, Status, StrategyType,
+                      check_fence, check_int, check_node, coerce_partition)
 from ..settings import ElkSettings
-from ..store.connection import redis_from_url, text
+from ..store.codec import member_id, text
+from ..store.connection import redis_from_url
 from ..store.line import Line, Owed, bulk
 from ..store.scripts import Scripts
-
-
-class StrategyType(str, Enum):
-    SIMPLE = "simple"
-    HASH = "hash"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 def _translate(exc: redis.ResponseError) -> Exception:
@@ -195,7 +186,7 @@ class PartitionStrategy(ABC):
             if Status.FAILED in wanted:
                 pipe.zrange(self.keys.failed, 0, -1)
             for members in pipe.execute():
-                ids.update(int(text(m).split(":", 1)[0]) for m in members)
+                ids.update(int(member_id(m)) for m in members)
             parts = self.get_partitions(sorted(ids))
         out = [p for p in parts if p.status in wanted and (node_id is None or p.node_id == node_id)]
         return out[:limit] if limit is not None else out
@@ -289,8 +280,8 @@ class PartitionStrategy(ABC):
         while len(found) < len(ids):
             chunk = [text(m) for m in self.redis.zrange(self.keys.ids, start, start + step - 1)]
             for m in chunk:
-                if m.split(":", 1)[0] in ids:
-                    found[m.split(":", 1)[0]] = m
+                if member_id(m) in ids:
+                    found[member_id(m)] = m
             if len(chunk) < step:
                 break
             start += step

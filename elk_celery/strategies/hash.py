@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .base import PartitionStrategy, StrategyType
+from ..models import StrategyType
+from .base import PartitionStrategy
 
 
 class HashPartitionStrategy(PartitionStrategy):

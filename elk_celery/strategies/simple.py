@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ..store.connection import text
-from .base import PartitionStrategy, StrategyType
+from ..models import StrategyType
+from ..store.codec import member_id
+from .base import PartitionStrategy
 
 
 class SimpleStrategy(PartitionStrategy):
@@ -28,7 +29,7 @@ class SimpleStrategy(PartitionStrategy):
         return self.redis.mget([self.keys.partition(i) for i in ids])
 
     def _raw_all(self) -> list[tuple[str, Any]]:
-        ids = [text(m).split(":", 1)[0] for m in self.redis.zrange(self.keys.ids, 0, -1)]
+        ids = [member_id(m) for m in self.redis.zrange(self.keys.ids, 0, -1)]
         out: list[tuple[str, Any]] = []
         for start in range(0, len(ids), 1000):
             chunk = ids[start:start + 1000]

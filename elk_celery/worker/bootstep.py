@@ -18,13 +18,16 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from celery import bootsteps, signals
 
+from ..errors import ConfigError
 from ..leader.loop import LeaderLoop
 from ..leader.process import LeaderProcess
+from ..metrics_bridge import prepare_metrics, start_metrics_if_configured
+from ..settings import shortest
 from .node import (is_prefork, new_node_id, node_id, pool_name, pool_size, set_node_id,
                    set_pool_size, task_window)
 
 if TYPE_CHECKING:
-    from ..app import Elk
+    from ..job import ElkHost
 
 log = logging.getLogger("elk_celery.worker")
 
@@ -32,7 +35,7 @@ log = logging.getLogger("elk_celery.worker")
 class Heartbeat:
     """Heartbeats every namespace of the app from a daemon thread."""
 
-    def __init__(self, elk: Elk, node: str, info: dict[str, Any],
+    def __init__(self, elk: ElkHost, node: str, info: dict[str, Any],
                  each_beat: Callable[[], None] | None = None) -> None:
         self.elk = elk
         self.node = node
@@ -77,8 +80,8 @@ class Heartbeat:
         return ok
 
     def _loop(self) -> None:
-        interval = min((j.settings.heartbeat_interval for j in self.elk.jobs.values()),
-                       default=self.elk.settings.heartbeat_interval)
+        interval = shortest((j.settings for j in self.elk.jobs.values()), "heartbeat_interval",
+                            self.elk.settings.heartbeat_interval)
         # a failed heartbeat is tried again soon: the pool's processors stop
         # at the node's expiry known to their last renewal (worker/lease.py)
         retry = min(interval / 4, 1.0)
@@ -94,7 +97,11 @@ class Heartbeat:
 
 
 class ElkWorkerStep(bootsteps.StartStopStep):
-    """Added to ``app.steps['worker']`` by ``Elk(app)``."""
+    """Added to ``app.steps['worker']`` by ``Elk(app)``, as a subclass that
+    holds that ``Elk`` (:func:`install_worker_side`)."""
+
+    #: the Elk of the app this step was made for
+    elk: ElkHost
 
     label = "elk"
     # start after the pool (our threads are not forked into its children),
@@ -112,10 +119,7 @@ class ElkWorkerStep(bootsteps.StartStopStep):
         set_node_id(new_node_id(getattr(worker, "hostname", None)), registered=True)
         # the Pool step's __init__ ran first (we require it): -c or --autoscale's max
         set_pool_size(int(getattr(worker, "max_concurrency", None) or getattr(worker, "concurrency", 0) or 0))
-        from ..app import get_elk
-        from ..errors import ConfigError
-        from ..metrics_bridge import prepare_metrics
-        elk = get_elk(worker.app)
+        elk = self.elk
         try:
             leader_queue = elk.settings.leader_queue
         except ConfigError as exc:
@@ -128,8 +132,7 @@ class ElkWorkerStep(bootsteps.StartStopStep):
         prepare_metrics(elk, worker)
 
     def start(self, worker: Any) -> None:
-        from ..app import get_elk
-        elk = get_elk(worker.app)
+        elk = self.elk
         elk.validate()  # invalid settings fail the worker at start
         node = node_id()
         info = {"hostname": getattr(worker, "hostname", ""), "pid": os.getpid(),
@@ -152,8 +155,19 @@ class ElkWorkerStep(bootsteps.StartStopStep):
         self.heartbeat.start()
         _RUNNING[id(worker.app)] = self
         log.info("elk: node %s serves %s", node, ", ".join(sorted(elk.jobs)) or "no jobs yet")
-        from ..metrics_bridge import start_metrics_if_configured
         self.metrics_server = start_metrics_if_configured(elk)
+
+    @property
+    def left(self) -> bool:
+        """True once the node gave back what it held and left (shutdown)."""
+        return self._left
+
+    def leave(self) -> bool:
+        """Mark the node gone; False if it already was (leave once)."""
+        if self._left:
+            return False
+        self._left = True
+        return True
 
     def _watch_leader(self) -> None:
         """From the heartbeat thread: a leader process that died (OOM killer,
@@ -161,7 +175,7 @@ class ElkWorkerStep(bootsteps.StartStopStep):
         holds a lease it does not use. Not forked again: this process has
         threads now, and a fork copies their locks in whatever state."""
         leader = self.leader
-        if isinstance(leader, LeaderProcess) and not leader.alive and not self._left:
+        if isinstance(leader, LeaderProcess) and not leader.alive and not self.left:
             log.error("elk: the leader process exited (code %s): leading from a thread of the "
                       "worker's main process from now on", leader.exitcode)
             loop = LeaderLoop(leader.elk, leader.node)
@@ -180,11 +194,10 @@ class ElkWorkerStep(bootsteps.StartStopStep):
         whose pool process died is not renewed any more and stops the wait
         once its lease expires; it is then given back at once.
         """
-        from ..app import get_elk
-        elk = get_elk(worker.app)
+        elk = self.elk
         errors = 0
         waiting = False
-        while errors < 5 and not self._left:
+        while errors < 5 and not self.left:
             try:
                 if not any(_renewed_by(job.store, node_id()) for job in elk.jobs.values()):
                     break
@@ -202,17 +215,21 @@ class ElkWorkerStep(bootsteps.StartStopStep):
     def terminate(self, worker: Any) -> None:
         """Cold shutdown: stop the pool's processes first (so no partition runs
         on after it was given back), then give everything back at once."""
-        from ..app import get_elk
         pool = getattr(worker, "pool", None)
         if pool is not None:
             try:
                 pool.terminate()
             except Exception as exc:  # noqa: BLE001 - Celery terminates it again after us
                 log.warning("elk: could not terminate the pool before giving back: %r", exc)
-        drain_and_unregister(get_elk(worker.app), self)
+        drain_and_unregister(self.elk, self)
 
 
 _RUNNING: dict[int, ElkWorkerStep] = {}
+
+
+def running_step(app: Any) -> ElkWorkerStep | None:
+    """The elk bootstep of ``app``'s worker running in this process, or None."""
+    return _RUNNING.get(id(app))
 
 
 def _renewed_by(store: Any, node: str) -> bool:
@@ -226,12 +243,11 @@ def _renewed_by(store: Any, node: str) -> bool:
                for p in store.strategy.get_partitions(ids))
 
 
-def drain_and_unregister(elk: Elk, step: ElkWorkerStep) -> None:
+def drain_and_unregister(elk: ElkHost, step: ElkWorkerStep) -> None:
     """After the pool drained: give back what the node still holds, leave.
     Runs once, from the step's stop/terminate or the worker_shutdown signal."""
-    if step._left:
+    if not step.leave():
         return
-    step._left = True
     _RUNNING.pop(id(elk.app), None)
     node = node_id()
     if step.leader is not None:
@@ -254,9 +270,12 @@ def drain_and_unregister(elk: Elk, step: ElkWorkerStep) -> None:
         step.metrics_server.stop()
 
 
-def install_worker_side(elk: Elk) -> None:
+def install_worker_side(elk: ElkHost) -> None:
+    """Add the bootstep (holding ``elk``) to the app's worker; leave on shutdown."""
     app = elk.app
-    app.steps["worker"].add(ElkWorkerStep)
+    step = type(ElkWorkerStep.__name__, (ElkWorkerStep,),
+                {"elk": elk, "__module__": __name__, "__qualname__": ElkWorkerStep.__qualname__})
+    app.steps["worker"].add(step)
 
     @signals.worker_shutdown.connect(weak=False)
     def _on_shutdown(sender: Any = None, **_: Any) -> None:

@@ -66,6 +66,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import LeaseLost
+from ..settings import shortest
 
 log = logging.getLogger("elk_celery.lease")
 
@@ -239,7 +240,7 @@ class LeaseKeeper:
         while True:
             held = [h for h in self.held() if not h.lost and h.interruptible]
             now = time.monotonic()
-            idle = min((h.store.settings.heartbeat_interval for h in held), default=1.0)
+            idle = shortest((h.store.settings for h in held), "heartbeat_interval", 1.0)
             until = min([h.due for h in held] + [now + idle])
             self._renew_at = until
             self._wake.wait(max(0.0, until - now))

@@ -27,7 +27,7 @@ from .node import is_registered, node_id, task_window
 if TYPE_CHECKING:
     from celery import Task as _Task
 
-    from ..app import Elk, Job, JobSpec
+    from ..job import ElkHost, Job, JobSpec
 
     Task = _Task[Any, Any]  # annotations only (Celery's Task is generic in its stubs)
 
@@ -285,7 +285,7 @@ def _settle_on_exit(**_: Any) -> None:
     completion.settle_all()
 
 
-def make_partition_task(elk: Elk, spec: JobSpec) -> Task:
+def make_partition_task(elk: ElkHost, spec: JobSpec) -> Task:
     """Register the Celery task that runs ``spec``'s partitions on ``elk.app``."""
     opts: dict[str, Any] = {
         "name": spec.name, "bind": True,

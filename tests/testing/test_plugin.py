@@ -12,7 +12,7 @@ import pytest
 import elk_celery.testing as plugin
 from elk_celery import RangePlanner, partitioned_task
 from elk_celery.testing import run_job
-from elk_celery.worker.bootstep import _RUNNING
+from elk_celery.worker.bootstep import running_step
 from tests import conftest
 from tests.conftest import unique_namespace
 
@@ -55,11 +55,11 @@ def test_run_job_defined_in_the_test(elk_app, elk_run_job, elk_redis_url):
         seen.append((min_id, max_id))
         return max_id - min_id + 1
 
-    assert not _RUNNING.get(id(elk_app))  # no worker yet: elk_run_job starts one after the job
+    assert running_step(elk_app) is None  # no worker yet: elk_run_job starts one after the job
     stats = elk_run_job(collect)
     assert stats.completed_count == stats.total_count == 10 and stats.items_processed == 1_000
     assert sorted(seen) == [(lo, lo + 99) for lo in range(1, 1001, 100)]
-    assert id(elk_app) not in _RUNNING  # the run's worker stopped with it
+    assert running_step(elk_app) is None  # the run's worker stopped with it
     assert elk_app.conf.broker_url == elk_redis_url != conftest.redis_url_from_env()
     # the decorated function is still the function
     assert collect(5, 9, {}) == 5 and collect.__name__ == "collect"
@@ -121,7 +121,7 @@ def failing_job():
 
 
 def test_elk_worker_started_after_a_job_of_a_fixture(failing_job, elk_worker, elk_app, elk_run_job):
-    assert _RUNNING.get(id(elk_app)) is not None  # elk_worker runs; elk_run_job uses it
+    assert running_step(elk_app) is not None  # elk_worker runs; elk_run_job uses it
     stats = elk_run_job(failing_job)
     assert (stats.completed_count, stats.failed_count, stats.total_count) == (2, 1, 3)
     assert stats.items_processed == 200
