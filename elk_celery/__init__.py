@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from .errors import (ConfigError, CorruptPartition, ElkError, InvalidPartition, LeaseLost,
-                     PartitionConflict, PlannerError, ProcessorError, StaleFenceError,
-                     StaleLeaderError, VersionConflict)
+from .errors import (ConfigError, CorruptPartition, ElkError, InvalidPartition, JobCancelled,
+                     LeaseLost, PartitionConflict, PartitionStopped, PlannerError,
+                     ProcessorError, StaleFenceError, StaleLeaderError, VersionConflict)
 from .app import Elk, PartitionedTask, get_elk, partitioned_task
 from .breaker import BreakerState, CircuitBreaker
 from .hooks import HookChain, Hooks
 from .job import Job
 from .job_settings import ElkOptions, JobSettings
 from .keys import Keys
-from .models import Claim, Partition, PartitionStats, Status
+from .eta import Eta
+from .models import Block, Claim, Partition, PartitionStats, Status
 from .planners import PartitionPlanner, RangePlanner, SQLPlanner
 from .settings import ElkSettings
-from .store.namespace import NamespaceStore
+from .store.namespace import Control, NamespaceStore
 from .strategies import HashPartitionStrategy, PartitionStrategy, SimpleStrategy, StrategyType
 from .worker.runner import PartitionContext, PartitionFailed
 
@@ -26,6 +27,7 @@ __all__ = [
     "PartitionContext", "PartitionFailed",
     "ConfigError", "CorruptPartition", "ElkError", "InvalidPartition", "LeaseLost",
     "PartitionConflict", "PlannerError", "ProcessorError", "StaleFenceError",
+    "JobCancelled", "PartitionStopped", "Block", "Control", "Eta",
     "StaleLeaderError", "VersionConflict", "Keys", "Claim", "Partition", "PartitionStats",
     "Status", "ElkSettings", "HashPartitionStrategy", "PartitionStrategy", "SimpleStrategy",
     "StrategyType", "__version__",

@@ -63,6 +63,10 @@ class PartitionStopped(ElkError):
     (done blocks stay done) and resumes from its checkpoint after ``resume``."""
 
 
+class JobCancelled(ElkError):
+    """A cancelled job cannot be paused or resumed: it stays cancelled until reset."""
+
+
 class PlannerError(ElkError):
     """A planner raised or returned something that is not a valid next max id."""
 

@@ -33,6 +33,8 @@ class JobSettings(TypedDict, total=False):
     retry_backoff_max: Duration
     defer_delay: Duration
     max_pending_partitions: int
+    partition_size: int | None  # None: the planner's
+    max_partitions_per_second: float
     dispatch_batch: int
     keep_completed: int
     gap_detection: bool

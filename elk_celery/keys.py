@@ -49,6 +49,10 @@ class Keys:
         self.common: list[str] = [self.base + name for name in COMMON]
         #: HashPartitionStrategy: one hash, partition id -> JSON.
         self.partitions = self.base + "partitions"
+        #: list of "ms:finished" samples the leader records for the ETA (eta.py)
+        self.progress = self.base + "progress"
+        #: hash setting name -> value: runtime overrides (`elk set`, runtime.py)
+        self.runtime = self.base + "runtime"
 
     # attributes set from COMMON, spelled out for type checkers
     stats: str
@@ -84,4 +88,4 @@ class Keys:
 
     def all_fixed(self) -> list[str]:
         """Keys that exist once per namespace (for reset)."""
-        return [*self.common, self.partitions]
+        return [*self.common, self.partitions, self.progress, self.runtime]

@@ -5,7 +5,14 @@ A planner is any object with
 * ``partition_size() -> int``: IDs per partition;
 * ``next_max_id(start_id, range_size) -> int``: the largest ID to cover next,
   inclusive, at most ``start_id + range_size - 1``; a value below
-  ``start_id`` means "no data there yet" (the leader asks again next tick).
+  ``start_id`` means "no data there yet" (the leader asks again next tick);
+
+and optionally
+
+* ``estimated_end() -> int | None``: the last ID it expects to plan, as far
+  as it knows now (None: unknown). ``elk status`` counts the IDs not yet
+  planned into its ETA with it; :class:`RangePlanner` and
+  :class:`SQLPlanner` have it.
 """
 
 from __future__ import annotations
@@ -47,6 +54,10 @@ class RangePlanner:
     def next_max_id(self, start_id: int, range_size: int) -> int:
         return min(start_id + range_size - 1, self.current_max_id())
 
+    def estimated_end(self) -> int | None:
+        """The current maximum (for the ETA)."""
+        return self.current_max_id()
+
     def __repr__(self) -> str:
         return f"RangePlanner(max_id={self._max_id!r}, size={self.size})"
 
@@ -77,6 +88,7 @@ class SQLPlanner:
         self._max_in = sa.select(sa.func.max(col)).where(col >= sa.bindparam("lo"),
                                                           col <= sa.bindparam("hi"))
         self._next = sa.select(sa.func.min(col)).where(col >= sa.bindparam("lo"))
+        self._max = sa.select(sa.func.max(col))
 
     @property
     def engine(self) -> Any:
@@ -98,6 +110,13 @@ class SQLPlanner:
                 return hi
             found = conn.execute(self._max_in, {"lo": start_id, "hi": hi}).scalar()
         return int(found) if found is not None else start_id - 1
+
+    def estimated_end(self) -> int | None:
+        """The table's largest key now (None: empty), for the ETA: one
+        ``SELECT max(column)``, an index lookup on a key column."""
+        with self.engine.connect() as conn:
+            found = conn.execute(self._max).scalar()
+        return int(found) if found is not None else None
 
 
 #: Largest ID a job may plan: create.lua's overlap check compares Redis
@@ -133,3 +152,16 @@ def checked_next_max(planner: Any, start_id: int, range_size: int) -> int:
                            f"jobs plan IDs up to 2^53-1 ({MAX_PLANNED_ID}); map larger keys "
                            "(e.g. Snowflake IDs) to a dense sequence or offset them")
     return nxt
+
+
+def estimated_end(planner: Any) -> int | None:
+    """``planner.estimated_end()`` when it has one and it answers an int,
+    else None (the ETA then counts the planned IDs only)."""
+    method = getattr(planner, "estimated_end", None)
+    if method is None:
+        return None
+    try:
+        end = method()
+    except Exception:  # noqa: BLE001 - an estimate only: planning reports real errors
+        return None
+    return end if isinstance(end, int) and not isinstance(end, bool) else None

@@ -65,6 +65,11 @@ class ElkSettings:
     #: cap: the leader keeps what the measured completion rate needs, and at
     #: least live slots x worker_partition_multiple (see "The flow" in the README).
     max_pending_partitions: int = 0
+    #: IDs per partition planned from now on; None = the planner's partition_size().
+    partition_size: int | None = None
+    #: Claims per second the whole cluster may make for this job (token
+    #: bucket in Redis, a burst of one second); 0 = no limit.
+    max_partitions_per_second: float = 0.0
     #: Max task messages the leader sends in one round.
     dispatch_batch: int = 1000
     #: Compaction starts once more than this many partitions are stored: the
@@ -166,6 +171,10 @@ class ElkSettings:
         for name in ("retry_backoff", "defer_delay"):
             if getattr(self, name) < 0:
                 raise bad(name, "must be a duration >= 0")
+        if self.partition_size is not None and self.partition_size < 1:
+            raise bad("partition_size", "must be an integer >= 1, or None for the planner's")
+        if self.max_partitions_per_second < 0:
+            raise bad("max_partitions_per_second", "must be >= 0 (0 = no limit)")
         if self.task_window is not None and self.task_window < 1:
             raise bad("task_window", "must be an integer >= 1, or None for the worker's pool size")
         for name in ("worker_partition_multiple", "dispatch_batch",

@@ -245,6 +245,18 @@ class Cluster:
         self.procs.append(p)
         return p
 
+    def cli(self, *args: object, timeout: float = 60) -> subprocess.CompletedProcess:
+        """The real CLI on this job: ``celery -A tests.apps.jobapp elk ARGS``."""
+        return subprocess.run([sys.executable, "-m", "celery", "-A", "tests.apps.jobapp", "elk",
+                               *map(str, args)], cwd=ROOT, env=self.env, capture_output=True,
+                              text=True, timeout=timeout)
+
+    def python(self, code: str, timeout: float = 60) -> subprocess.CompletedProcess:
+        """``code`` in a fresh interpreter with the job's app imported as ``app``."""
+        return subprocess.run([sys.executable, "-c", "from tests.apps.jobapp import app, NS\n" + code],
+                              cwd=ROOT, env=self.env, capture_output=True, text=True,
+                              timeout=timeout)
+
     def stop(self) -> None:
         for p in self.procs:
             p.stop()

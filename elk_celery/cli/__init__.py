@@ -1,4 +1,5 @@
-"""Operator CLI: ``celery -A proj elk status|partitions|gaps|retry-failed|breaker|watch|reset``.
+"""Operator CLI: ``celery -A proj elk status|partitions|gaps|retry-failed|breaker|watch|reset|
+pause|resume|cancel|set``.
 
 ``elk`` is a click group registered through Celery's ``celery.commands``
 entry point (``elk = elk_celery.cli:elk``), so Celery loads the app and
@@ -8,6 +9,7 @@ status`` runs the same commands without the entry point.
 
 from __future__ import annotations
 
+from . import control as _control  # noqa: F401 - registers pause/resume/cancel/set
 from .commands import elk
 
 

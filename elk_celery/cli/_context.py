@@ -61,6 +61,8 @@ class Target:
     planner: Any = None
     task_name: str | None = None
     settings: ElkSettings | None = None
+    #: the app's job of this namespace, when the app has it
+    job: Any = None
 
 
 @dataclass
@@ -179,7 +181,7 @@ class CLIState:
             except ConfigError as exc:
                 raise click.ClickException(str(exc)) from None
             out.append(Target(ns, store, getattr(job, "planner", None),
-                              getattr(job, "task_name", None), settings))
+                              getattr(job, "task_name", None), settings, job))
         return out
 
 

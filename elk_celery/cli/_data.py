@@ -5,7 +5,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from .. import runtime
 from ..breaker import CircuitBreaker
+from ..eta import Eta, describe
+from ..eta import eta_of as job_eta
 from ..models import Partition
 from ..store.codec import text
 from ..worker.node import hostname_of
@@ -26,6 +29,8 @@ def partition_dict(p: Partition) -> dict[str, Any]:
         # the items the current run reported, the share of IDs checkpointed
         "checkpoint": p.checkpoint, "block_end": p.block_end,
         "progress_items": p.progress_items, "done_fraction": round(p.done_fraction, 4),
+        # dynamic rebalancing: the partition it was split from, its own splits
+        "parent_id": p.parent_id, "splits": p.splits,
     }
 
 
@@ -117,6 +122,7 @@ def status(t: Target, first: dict[str, Any] | None = None,
                  **rates["nodes"].get(host, {"partitions_per_s": None, "items_per_s": None})}
                 for host, c in sorted(now_counts["per_node"].items())]
     total = now_counts["total"]
+    control = store.control()
     return {
         "namespace": t.namespace,
         "exists": bool(meta) or total > 0 or bool(nodes),
@@ -141,7 +147,46 @@ def status(t: Target, first: dict[str, Any] | None = None,
         "done": total > 0 and now_counts["remaining"] == 0,
         "breaker": breaker,
         "throughput": rates,
+        "control": {"state": control.state, "stop_running": control.stop_running},
+        "eta": eta_of(t, now_counts, meta, control.state).as_dict(),
+        "settings": settings_of(t, store.settings),
     }
+
+
+def eta_of(t: Target, now_counts: dict[str, Any], meta: dict[str, str] | None = None,
+           state: str | None = None) -> Eta:
+    """The ETA from the leader's timeline plus this reading of the counters."""
+    size = None
+    if t.planner is not None:
+        try:
+            size = int(t.planner.partition_size())
+        except Exception:  # noqa: BLE001 - an estimate only
+            size = None
+    return job_eta(t.store, now_counts["total"], now_counts["completed"] + now_counts["failed"],
+                   now_counts["at_ms"], partition_size=size, meta=meta, state=state)
+
+
+def live(t: Target, now_counts: dict[str, Any]) -> dict[str, Any]:
+    """What ``elk watch`` adds to the counters: the job's state, its ETA, and
+    how far its running partitions are through their ranges (checkpoints)."""
+    state = t.store.control().state
+    eta = eta_of(t, now_counts, state=state)
+    running = t.store.strategy.get_filtered_partitions(status=["claimed", "running"],
+                                                       limit=INFLIGHT_LIMIT)
+    size = sum(p.size for p in running)
+    done = sum(p.resume_id - p.min_id for p in running)
+    return {"state": state, "eta": describe(eta.as_dict()) if eta.state != "done" else "",
+            "running_done": done / size if size else 0.0}
+
+
+def settings_of(t: Target, fallback: Any) -> dict[str, dict[str, Any]]:
+    """The runtime-settable settings' effective values and their sources."""
+    job = t.job
+    base = job.base_settings if job is not None else (t.settings or fallback)
+    app = job.elk.settings if job is not None else fallback
+    current = t.store.runtime_settings()
+    return runtime.sources(app, job.spec.overrides if job is not None else {}, current,
+                           runtime.effective(base, current))
 
 
 def sample_all(targets: list[Target], seconds: float) -> list[tuple[dict[str, Any] | None,

@@ -16,11 +16,12 @@ import click
 import redis
 from rich.console import Console
 from rich.padding import Padding
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 from rich.table import Table
 
 from ..breaker import CircuitBreaker
 from ..errors import ElkError
+from ..eta import describe
 from ..gaps import GapDetector
 from ..models import Status
 from . import _data
@@ -55,7 +56,7 @@ def _console(ctx: click.Context) -> Console:
                    width=None if sys.stdout.isatty() else 160)
 
 
-def _emit_json(data: Any) -> None:
+def emit_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
 
 
@@ -92,19 +93,9 @@ def _fmt_rate(v: float | None, unit: str) -> str:
     return "-" if v is None else f"{v:,.1f} {unit}/s"
 
 
-def _fmt_eta(v: float | None) -> str:
-    if v is None:
-        return "unknown"
-    v = int(round(v))
-    h, rem = divmod(v, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}h{m:02d}m{s:02d}s" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
-
-
 def _eta_text(s: dict[str, Any]) -> str:
-    if s["counts"]["total"] == 0:
-        return "nothing planned yet"
-    return "done" if s["done"] else _fmt_eta(s["throughput"]["eta_s"])
+    """The ETA (eta.py): a number with its range, or why there is none."""
+    return describe(s["eta"])
 
 
 def _render_status(console: Console, s: dict[str, Any]) -> None:
@@ -115,6 +106,16 @@ def _render_status(console: Console, s: dict[str, Any]) -> None:
     if not s["exists"]:
         head += "  [yellow]no state in Redis[/]"
     console.print(head)
+    ctl = s.get("control") or {"state": "running", "stop_running": False}
+    if ctl["state"] != "running":
+        style = "yellow" if ctl["state"] == "paused" else "red"
+        console.print(f"  state: [{style}]{ctl['state']}[/]"
+                      + (" (running partitions stop at their next block)" if ctl["stop_running"]
+                         else " (running partitions finish)")
+                      + ("; `elk resume` goes on" if ctl["state"] == "paused"
+                         else "; stays until `elk reset`"))
+    else:
+        console.print("  state: running")
     console.print("  leader: " + (f"{leader['node_id']} (epoch {leader['epoch']})" if leader
                                   else f"none (last epoch {s['epoch'] or 0})"))
     plan = s["plan"]
@@ -155,6 +156,10 @@ def _render_status(console: Console, s: dict[str, Any]) -> None:
     if b["reason"]:
         line += f" ({b['reason']})"
     console.print(line)
+    if s.get("settings"):
+        console.print("  settings: " + ", ".join(
+            f"{k}={'none' if v['value'] is None else v['value']} ({v['source']})"
+            for k, v in s["settings"].items()))
     nodes = Table(header_style="bold", box=None, pad_edge=False)
     for col in ("node", "alive", "heartbeat expires", "held", "completed", "rate",
                 "in-flight partitions"):
@@ -194,7 +199,7 @@ def status(ctx: click.Context, namespaces: tuple[str, ...], as_json: bool, sampl
     samples = _data.sample_all(targets, sample)
     out = [_data.status(t, first, second) for t, (first, second) in zip(targets, samples)]
     if as_json:
-        _emit_json({"redis_url": redact(st.url), "namespaces": out})
+        emit_json({"redis_url": redact(st.url), "namespaces": out})
         return
     console = _console(ctx)
     console.print(f"[dim]Redis {redact(st.url)}[/]")
@@ -231,19 +236,20 @@ def partitions(ctx: click.Context, namespaces: tuple[str, ...], statuses: tuple[
         result.append({"namespace": t.namespace,
                        "partitions": [_data.partition_dict(p) for p in parts]})
     if as_json:
-        _emit_json({"namespaces": result})
+        emit_json({"namespaces": result})
         return
     console = _console(ctx)
     for r in result:
         console.print(f"[bold]{r['namespace']}[/]: {len(r['partitions'])} partition(s)")
         table = Table(header_style="bold")
         for col in ("id", "range", "status", "node", "attempts", "fence", "items", "done",
-                    "updated", "error"):
+                    "split", "updated", "error"):
             table.add_column(col, overflow="fold")
         for p in r["partitions"]:
             table.add_row(str(p["partition_id"]), f"{p['min_id']}..{p['max_id']}", p["status"],
                           p["node_id"] or "-", str(p["attempts"]), str(p["fence"]),
-                          _items_cell(p), _done_cell(p), (p["updated_at"] or "-")[:19],
+                          _items_cell(p), _done_cell(p), _split_cell(p),
+                          (p["updated_at"] or "-")[:19],
                           (p["error"] or "")[:120])
         console.print(table)
 
@@ -253,6 +259,17 @@ def _items_cell(p: dict[str, Any]) -> str:
     if p["status"] != "completed" and p["progress_items"] is not None:
         return f"{p['progress_items']:,} so far"
     return f"{p['items_processed']:,}"
+
+
+def _split_cell(p: dict[str, Any]) -> str:
+    """``from <parent>`` for a tail split off a running partition; ``<n>x``
+    for a partition whose tail was split off n times."""
+    cells = []
+    if p["parent_id"] is not None:
+        cells.append(f"from {p['parent_id']}")
+    if p["splits"]:
+        cells.append(f"{p['splits']}x")
+    return ", ".join(cells) or "-"
 
 
 def _done_cell(p: dict[str, Any]) -> str:
@@ -292,7 +309,7 @@ def gaps(ctx: click.Context, namespaces: tuple[str, ...], full: bool, fill: bool
             d["fill_conflicts"] = [g.as_dict() for g in det.conflicts]
         result.append(d)
     if as_json:
-        _emit_json({"namespaces": result})
+        emit_json({"namespaces": result})
         return
     console = _console(ctx)
     for d in result:
@@ -360,7 +377,7 @@ def retry_failed(ctx: click.Context, namespaces: tuple[str, ...], ids: tuple[int
         done = t.store.strategy.retry_failed(list(ids) if ids else None)
         result.append({"namespace": t.namespace, "requeued": done})
     if as_json:
-        _emit_json({"namespaces": result})
+        emit_json({"namespaces": result})
         return
     for r in result:
         click.echo(f"{r['namespace']}: re-queued {len(r['requeued'])} failed partition(s)"
@@ -386,7 +403,7 @@ def breaker(ctx: click.Context, namespaces: tuple[str, ...], as_json: bool) -> N
         d["enabled"] = bool(t.store.settings.circuit_breaker_enabled)
         result.append({"namespace": t.namespace, **d})
     if as_json:
-        _emit_json({"namespaces": result})
+        emit_json({"namespaces": result})
         return
     console = _console(ctx)
     table = Table(header_style="bold")
@@ -428,16 +445,19 @@ class _FailAwareBar(BarColumn):
         return super().render(task)
 
 
-def _watch_line(ns: str, c: dict[str, Any], rate: float | None) -> str:
+def _watch_line(ns: str, c: dict[str, Any], rate: float | None,
+                live: dict[str, Any] | None = None) -> str:
     """One plain progress line (``elk watch`` without a terminal)."""
     total, done = c["total"], c["completed"]
     if not total:
         return f"{ns}: waiting for a plan"
-    eta = _fmt_eta(c["remaining"] / rate) if rate and c["remaining"] else None
+    live = live or {}
     return (f"{ns}: {done:,}/{total:,} completed ({done / total * 100:.1f}%), "
-            f"{c['failed']:,} failed, {c['claimed'] + c['running']:,} running, "
-            f"{c['pending']:,} pending" + (f", {rate:,.1f}/s" if rate else "")
-            + (f", ETA {eta}" if eta else ""))
+            f"{c['failed']:,} failed, {c['claimed'] + c['running']:,} running"
+            + (f" ({live['running_done'] * 100:.0f}% through)" if live.get("running_done") else "")
+            + f", {c['pending']:,} pending" + (f", {rate:,.1f}/s" if rate else "")
+            + (f", ETA {live['eta']}" if live.get("eta") else "")
+            + (f", {live['state'].upper()}" if live.get("state", "running") != "running" else ""))
 
 
 @elk.command()
@@ -470,12 +490,12 @@ def watch(ctx: click.Context, namespaces: tuple[str, ...], interval: float,
     progress = Progress(
         TextColumn("[bold]{task.description}"), _FailAwareBar(), TaskProgressColumn(),
         TextColumn("{task.fields[count]}"), TextColumn("{task.fields[detail]}"),
-        TimeRemainingColumn(),
         console=console, transient=False, refresh_per_second=4, disable=plain)
     tasks = {t.namespace: progress.add_task(t.namespace, total=None, count="", failed=0,
                                             detail="waiting for a plan") for t in targets}
     last: dict[str, dict[str, Any]] = {}
     rates: dict[str, float | None] = {}
+    lives: dict[str, dict[str, Any]] = {}
     next_line = 0.0
     code = 0
     try:
@@ -491,8 +511,14 @@ def watch(ctx: click.Context, namespaces: tuple[str, ...], interval: float,
                     inflight = c["claimed"] + c["running"]
                     failed = (f"[red]{c['failed']:,} failed[/]" if c["failed"]
                               else "0 failed")
-                    detail = (f"{failed}, {inflight} running, {c['pending']} pending"
-                              + (f", {rate:,.1f}/s" if rate else ""))
+                    lv = lives[t.namespace] = _data.live(t, c)
+                    through = (f" ({lv['running_done'] * 100:.0f}% through)"
+                               if lv["running_done"] else "")
+                    detail = (f"{failed}, {inflight} running{through}, {c['pending']} pending"
+                              + (f", {rate:,.1f}/s" if rate else "")
+                              + (f", ETA {lv['eta']}" if lv["eta"] else "")
+                              + (f", [yellow]{lv['state'].upper()}[/]"
+                                 if lv["state"] != "running" else ""))
                     progress.update(tasks[t.namespace], total=c["total"] or None,
                                     completed=c["completed"], failed=c["failed"],
                                     count=f"{c['completed']:,}/{c['total']:,}",
@@ -503,7 +529,7 @@ def watch(ctx: click.Context, namespaces: tuple[str, ...], interval: float,
                     next_line = time.monotonic() + every
                     stamp = time.strftime("%H:%M:%S")
                     for ns, c in last.items():
-                        click.echo(f"{stamp} {_watch_line(ns, c, rates.get(ns))}")
+                        click.echo(f"{stamp} {_watch_line(ns, c, rates.get(ns), lives.get(ns))}")
                 if all_done:
                     break
                 if deadline is not None and time.monotonic() >= deadline:
@@ -564,7 +590,7 @@ def compact(ctx: click.Context, namespaces: tuple[str, ...], limit: int, as_json
         result.append({"namespace": t.namespace, "compacted": done.compacted,
                        "watermark": done.watermark})
     if as_json:
-        _emit_json({"namespaces": result})
+        emit_json({"namespaces": result})
         return
     for r in result:
         click.echo(f"{r['namespace']}: compacted {r['compacted']:,} partition(s); "

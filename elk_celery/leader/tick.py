@@ -15,7 +15,7 @@ from ..errors import InvalidPartition, PlannerError, StaleLeaderError
 from ..gaps import GapDetector
 from ..hooks import timed
 from ..job import LEADER_TICK
-from ..planners import checked_next_max, checked_size
+from ..planners import checked_next_max, checked_size, estimated_end
 from ..worker.node import is_registered, node_id
 from .flow import FlowMeter, Targets
 from .rebalance import Rebalanced, rebalance
@@ -90,6 +90,7 @@ def lead_round(job: Job, epoch: int, *, full: bool = True, full_gaps: bool = Fal
     election interval, and on election) also recovers partitions of dead
     owners, checks for gaps and compacts; a round the job's own progress
     woke up does only the flow."""
+    job.refresh_settings()  # runtime overrides (`elk set`)
     store, s = job.store, job.settings
     meter = meter_of(job)
     t0 = time.perf_counter()
@@ -101,6 +102,19 @@ def lead_round(job: Job, epoch: int, *, full: bool = True, full_gaps: bool = Fal
                           queued_within_ms=meter.queued_horizon_ms(meter.last_queued))
     meter.observe(flow.now_ms, flow.completed + flow.failed, busy=flow.pending > 0 or flow.queued > 0)
     meter.sizer.observe(flow.run_ids, flow.run_ms)
+    if full:
+        # the ETA's timeline (eta.py): one sample per full round
+        store.record_progress(flow.now_ms, flow.completed + flow.failed,
+                              estimated_end(job.planner))
+    control = store.control()
+    if control.state != "running":
+        # paused or cancelled: no planning, no messages; recovery goes on so a
+        # dead owner's partition is pending (and sent) again after resume
+        meter.round_took(time.perf_counter() - t0)
+        return {"live_nodes": flow.live_nodes, "slots": flow.slots, "recovered": back,
+                "failed": failed, "created": 0, "planned_max_id": None, "planner_error": None,
+                "gaps": None, "compacted": None, "dispatched": 0, "targets": None,
+                "control": control.state, "next_due_in": None}
     targets = meter.targets(s, flow)
     meter.last_queued = targets.queued
     sent = [0]
@@ -220,7 +234,8 @@ def plan(job: Job, epoch: int, want: int, cursor: int | str | None,
     created, planned_max, error = 0, None, None
     spent_sending = 0.0
     try:
-        size = checked_size(planner)
+        # `partition_size` (a setting, or `elk set` at runtime) wins over the planner's
+        size = s.partition_size or checked_size(planner)
         if s.target_partition_seconds is not None:
             size = meter_of(job).sizer.size_for(size, s.target_partition_seconds)
         if cursor is None:

@@ -24,9 +24,10 @@ from typing import Any
 from prometheus_client.metrics_core import (CounterMetricFamily, GaugeMetricFamily,
                                             InfoMetricFamily, Metric)
 
+from ..eta import eta_of
 from ..models import PartitionStats, Status
 from ..store.codec import text
-from ..store.namespace import NamespaceStore
+from ..store.namespace import NamespaceStore, parse_samples
 from ..worker.node import hostname_of
 
 log = logging.getLogger("elk_celery.metrics")
@@ -64,7 +65,18 @@ CLUSTER_FAMILY_TYPES: dict[str, str] = {
     "elk_cluster_oldest_pending_age_seconds": "gauge",
     "elk_cluster_lease_overdue_seconds": "gauge",
     "elk_cluster_planning_cursor": "gauge",
+    "elk_cluster_job_state": "gauge",
+    "elk_cluster_partitions_remaining": "gauge",
+    "elk_cluster_eta_seconds": "gauge",
+    "elk_cluster_eta_info": "info",
+    "elk_cluster_partition_progress_ratio": "gauge",
+    "elk_cluster_partition_items_so_far": "gauge",
 }
+
+#: Job control states as numbers (``elk_cluster_job_state``).
+JOB_STATES = {"running": 0, "paused": 1, "cancelled": 2}
+#: Running partitions whose progress is exported (the first by lease expiry).
+PROGRESS_LIMIT = 50
 
 _HELP = {
     "elk_cluster_up": "1 if the namespace's state could be read from Redis on this scrape.",
@@ -96,6 +108,18 @@ _HELP = {
     "elk_cluster_lease_overdue_seconds":
         "How long ago the most overdue partition lease expired without recovery (0 when none).",
     "elk_cluster_planning_cursor": "The leader's planning cursor (next ID to plan from).",
+    "elk_cluster_job_state": "Job control: 0 running, 1 paused, 2 cancelled (elk pause/cancel).",
+    "elk_cluster_partitions_remaining":
+        "Partitions left: planned and not finished, plus the IDs the planner still reports "
+        "in partitions of the planned size.",
+    "elk_cluster_eta_seconds": "Estimated time to finish, by bound: estimate, low, high "
+                               "(only while the ETA's state is ok).",
+    "elk_cluster_eta": "The ETA's state: ok, estimating, stalled, done, paused, cancelled, "
+                       "nothing_planned.",
+    "elk_cluster_partition_progress_ratio":
+        "Share of a running partition's IDs up to its checkpoint (blocks(), checkpoint()).",
+    "elk_cluster_partition_items_so_far":
+        "Items a running partition reported so far (progress(), blocks()).",
 }
 
 
@@ -121,7 +145,10 @@ def _labels(name: str) -> list[str]:
     extra = {"elk_cluster_partitions": ["status"], "elk_cluster_events_total": ["event"],
              "elk_cluster_node_inflight_partitions": ["node"],
              "elk_cluster_node_partitions_completed_total": ["node"],
-             "elk_cluster_node_items_processed_total": ["node"]}
+             "elk_cluster_node_items_processed_total": ["node"],
+             "elk_cluster_eta_seconds": ["bound"],
+             "elk_cluster_partition_progress_ratio": ["partition"],
+             "elk_cluster_partition_items_so_far": ["partition"]}
     return ["namespace", *extra.get(name, [])]
 
 
@@ -166,8 +193,12 @@ class ClusterCollector:
                 log.warning("elk metrics: cannot read namespace %s from Redis: %r", ns, exc)
             return
         fam["elk_cluster_up"].add_metric([ns], 1)
-        fam["elk_cluster_scrape_duration_seconds"].add_metric([ns], time.perf_counter() - t0)
         _add_state(ns, state, fam)
+        try:
+            _add_control(store, state, fam)
+        except Exception as exc:  # noqa: BLE001 - the rest of the scrape stands
+            log.debug("elk metrics: no control/ETA/progress for %s: %r", ns, exc)
+        fam["elk_cluster_scrape_duration_seconds"].add_metric([ns], time.perf_counter() - t0)
 
 
 def _read(store: NamespaceStore) -> dict[str, Any]:
@@ -182,13 +213,19 @@ def _read(store: NamespaceStore) -> dict[str, Any]:
     pipe.hgetall(k.breaker)
     pipe.hgetall(k.meta)
     pipe.zrange(k.pending, 0, 0, withscores=True)
-    pipe.zrange(k.leases, 0, 0, withscores=True)
-    (sec, usec), stats, leader, pttl, nodes, inflight, breaker, meta, pending, leases = pipe.execute()
+    pipe.zrange(k.leases, 0, PROGRESS_LIMIT - 1, withscores=True)
+    pipe.lrange(k.progress, 0, -1)
+    ((sec, usec), stats, leader, pttl, nodes, inflight, breaker, meta, pending, leases,
+     samples) = pipe.execute()
     return {"now": int(sec) * 1000 + int(usec) // 1000, "stats": stats, "leader": leader,
             "pttl": pttl, "nodes": nodes, "inflight": inflight,
             "breaker": {text(a): text(b) for a, b in breaker.items()},
             "meta": {text(a): text(b) for a, b in meta.items()},
-            "pending": pending, "leases": leases}
+            "pending": pending,
+            # by expiry: the first is the most overdue; their ids for the progress gauges
+            "leases": leases[:1],
+            "lease_ids": sorted(int(text(m)) for m, _ in leases),
+            "samples": parse_samples(samples)}
 
 
 def _add_state(ns: str, st: dict[str, Any], fam: Families) -> None:
@@ -241,6 +278,31 @@ def _add_state(ns: str, st: dict[str, Any], fam: Families) -> None:
     cursor = _cursor(meta.get("cursor"))
     if cursor is not None:
         fam["elk_cluster_planning_cursor"].add_metric([ns], cursor)
+
+
+def _add_control(store: NamespaceStore, st: dict[str, Any], fam: Families) -> None:
+    """The job's control state, its ETA and its running partitions' progress."""
+    ns = store.namespace
+    state = st["meta"].get("control") or "running"
+    fam["elk_cluster_job_state"].add_metric([ns], JOB_STATES.get(state, 0))
+    stats = PartitionStats.from_hash(st["stats"])
+    eta = eta_of(store, stats.total_count, stats.completed_count + stats.failed_count,
+                 st["now"], meta=st["meta"], state=state, samples=st["samples"])
+    fam["elk_cluster_partitions_remaining"].add_metric([ns], eta.remaining)
+    fam["elk_cluster_eta_info"].add_metric([ns], {"state": eta.state})
+    if eta.state in ("ok", "done"):
+        for bound, value in (("estimate", eta.seconds), ("low", eta.low_s), ("high", eta.high_s)):
+            if value is not None:
+                fam["elk_cluster_eta_seconds"].add_metric([ns, bound], value)
+    if st["lease_ids"]:  # one more read, only while partitions run
+        for p in store.strategy.get_partitions(st["lease_ids"]):
+            if p.status not in (Status.CLAIMED, Status.RUNNING):
+                continue
+            fam["elk_cluster_partition_progress_ratio"].add_metric(
+                [ns, str(p.partition_id)], p.done_fraction)
+            if p.progress_items is not None:
+                fam["elk_cluster_partition_items_so_far"].add_metric(
+                    [ns, str(p.partition_id)], p.progress_items)
 
 
 def _num(value: object) -> float:

@@ -96,7 +96,7 @@ LEADER_TAIL = _gauge(
     "elk_leader_tail_seconds",
     "The job's last tail: from the first leader round that found nothing left to claim while "
     "partitions ran, to the round that found none running (compare with the median partition "
-    "time, histogram_quantile(0.5, elk_partition_duration_seconds_bucket)).",
+    "time, histogram_quantile(0.5, elk_partition_processing_duration_seconds_bucket)).",
     [NS], "livemostrecent")
 LEADER_DISPATCHED = _counter(
     "elk_leader_dispatched_total", "Partition task messages sent by the leader.", [NS])

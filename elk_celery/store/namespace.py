@@ -82,6 +82,18 @@ class Dispatched:
 
 
 @dataclass(frozen=True)
+class Control:
+    """A job's control state (store/lua/control.lua)."""
+
+    #: 'running', 'paused' or 'cancelled'
+    state: str
+    #: running partitions stop at their next block and are handed back
+    stop_running: bool
+    #: Redis time (ms) of the last pause, resume or cancel; None: never
+    changed_ms: int | None
+
+
+@dataclass(frozen=True)
 class NodeInfo:
     node_id: str
     alive: bool
@@ -97,8 +109,12 @@ class NamespaceStore:
         self.strategy = strategy
         self.keys = strategy.keys
         self.redis = strategy.redis
-        self.settings = strategy.settings
         self.namespace = strategy.namespace
+
+    @property
+    def settings(self) -> Any:
+        """The strategy's settings (runtime overrides replace them: Job.refresh_settings)."""
+        return self.strategy.settings
 
     def _run(self, op: str, args: list[Any], ids: list[int] | None = None) -> Any:
         return self.strategy._run(op, ids or [], args)
@@ -298,6 +314,60 @@ class NamespaceStore:
         """Wake this namespace's leader loop now (e.g. to stop it promptly)."""
         self.redis.rpush(self.keys.wake, why)
 
+    # -- job control (pause, resume, cancel) ----------------------------------
+    def set_control(self, action: str, *, stop_running: bool = False) -> Control:
+        """``action`` 'pause', 'resume' or 'cancel' (store/lua/control.lua);
+        wakes the leader. Raises :class:`~elk_celery.errors.JobCancelled` for
+        a resume or pause of a cancelled job."""
+        from ..errors import JobCancelled
+        r = self._run("control", [action, "1" if stop_running else "0"])
+        if text(r[0]) == "cancelled":
+            raise JobCancelled(f"{self.namespace} was cancelled for good: its state stays for "
+                               "inspection; `elk reset` it to run it again")
+        return self.control()
+
+    def control(self) -> Control:
+        state, stop, at = self.redis.hmget(self.keys.meta, "control", "stop_running", "control_at")
+        return Control(text(state) if state else "running", text(stop or "") == "1",
+                       int(at) if at else None)
+
+    # -- runtime settings (`elk set`, elk_celery/runtime.py) --------------------
+    def runtime_settings(self) -> dict[str, str]:
+        """The job's runtime overrides: setting name -> value as stored."""
+        return {text(k): text(v) for k, v in self.redis.hgetall(self.keys.runtime).items()}
+
+    def set_runtime_settings(self, values: dict[str, str], unset: list[str] | tuple[str, ...] = ()
+                             ) -> None:
+        """Store overrides (already validated) and drop those in ``unset``, in
+        one transaction; wakes the leader so it applies them at once."""
+        pipe = self.redis.pipeline(transaction=True)
+        if values:
+            pipe.hset(self.keys.runtime, mapping={k: v for k, v in values.items()})
+        if unset:
+            pipe.hdel(self.keys.runtime, *unset)
+        pipe.rpush(self.keys.wake, "settings")
+        pipe.execute()
+
+    # -- progress samples for the ETA (elk_celery/eta.py) ------------------------
+    #: Samples kept (the leader records one per full round).
+    PROGRESS_KEEP = 400
+
+    def record_progress(self, now_ms: int, finished: int, planner_end: int | None) -> None:
+        """Append a (Redis time, partitions finished) sample and keep the
+        planner's estimated end in meta (``planner_end``)."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.rpush(self.keys.progress, f"{int(now_ms)}:{int(finished)}")
+        pipe.ltrim(self.keys.progress, -self.PROGRESS_KEEP, -1)
+        if planner_end is None:
+            pipe.hdel(self.keys.meta, "planner_end")
+        else:
+            pipe.hset(self.keys.meta, "planner_end", int(planner_end))
+        pipe.execute()
+
+    def progress_samples(self) -> list[tuple[int, int]]:
+        """The samples, oldest first (entries that don't parse are skipped)."""
+        return parse_samples(self.redis.lrange(self.keys.progress, 0, -1))
+
     # -- metadata ---------------------------------------------------------------
     def meta(self) -> dict[str, str]:
         return {text(k): text(v) for k, v in self.redis.hgetall(self.keys.meta).items()}
@@ -325,3 +395,13 @@ class NamespaceStore:
         for start in range(0, len(ids), 500):
             n += self.redis.delete(*self.keys.simple_storage(ids[start:start + 500]))
         return n + self.redis.delete(*keys)
+
+
+def parse_samples(entries: list[Any]) -> list[tuple[int, int]]:
+    """Progress samples ("ms:finished") as (ms, finished); others are skipped."""
+    out = []
+    for raw in entries:
+        t, _, f = text(raw).partition(":")
+        if t.isdigit() and f.isdigit():
+            out.append((int(t), int(f)))
+    return out

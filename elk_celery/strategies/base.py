@@ -91,6 +91,12 @@ class PartitionStrategy(ABC):
         except redis.ResponseError as exc:
             raise _translate(exc) from None
 
+    def use_settings(self, settings: ElkSettings) -> None:
+        """Run with ``settings`` from now on (runtime overrides, ``elk set``);
+        the hot path's packed arguments are packed again."""
+        self.settings = settings
+        self._hot.clear()
+
     def strategy_type(self) -> StrategyType:
         return self.kind
 
@@ -342,7 +348,8 @@ class PartitionStrategy(ABC):
                 "1" if preempt else "0", "1" if force else "0", window,
                 s.ms("defer_delay") if defer else 0,
                 "1" if s.circuit_breaker_enabled else "0", s.ms("circuit_breaker_open_timeout"),
-                s.circuit_breaker_half_open_max_requests, "1" if require_live_node else "0"]
+                s.circuit_breaker_half_open_max_requests, "1" if require_live_node else "0",
+                int(round(s.max_partitions_per_second * 1000))]
 
     @staticmethod
     def _claim_reply(partition_id: int, r: Any, at: int) -> Claim:

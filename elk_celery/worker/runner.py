@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import time
 import traceback
 from typing import TYPE_CHECKING, Any, Iterator
@@ -138,6 +139,16 @@ class PartitionContext:
                 pass
 
 
+def throttle_wait(job: Job) -> float:
+    """How long a throttled claim waits before it tries again: about one
+    token's time at the current rate (jittered so the pool's processes
+    don't retry in step), at most a second; the settings are read again
+    meanwhile, so `elk set max_partitions_per_second=0` frees them."""
+    job.refresh_settings()
+    rate = job.settings.max_partitions_per_second
+    return min(1.0, 1.0 / rate if rate > 0 else 0.05) * random.uniform(0.5, 1.0)
+
+
 def _validate_items(result: Any, lo: int, hi: int) -> int:
     if result is None:
         whole = hi - lo + 1
@@ -155,6 +166,7 @@ def _validate_items(result: Any, lo: int, hi: int) -> int:
 
 def run_partition(task: Task, job: Job, partition_id: int, min_id: int, max_id: int,
                   dispatched_at: int | None = None) -> str:
+    job.refresh_settings()  # runtime overrides (`elk set`): read once per heartbeat interval
     store, hooks, s = job.store, job.elk.hooks, job.settings
     node = node_id()
     ns, name = job.namespace, task.name
@@ -167,9 +179,17 @@ def run_partition(task: Task, job: Job, partition_id: int, min_id: int, max_id: 
     t0 = time.perf_counter()
     claimed_at = time.monotonic()  # the lease's deadline counts from the claim's sending
     try:
-        with timed(hooks, "claim"):
-            c = store.strategy.worker_claim(partition_id, node, window=task_window(s),
-                                            require_live_node=is_registered(), token=token)
+        while True:
+            with timed(hooks, "claim"):
+                c = store.strategy.worker_claim(partition_id, node, window=task_window(s),
+                                                require_live_node=is_registered(), token=token)
+            if c.code != "throttled":
+                break
+            # the cluster-wide rate limit (max_partitions_per_second): wait for
+            # a token, holding the message, and claim again
+            time.sleep(throttle_wait(job))
+            claimed_at = time.monotonic()
+            s = job.settings
     except CorruptPartition as exc:
         # its stored value is not an elk partition: out of the way, once
         if store.strategy.quarantine(partition_id, min_id, max_id):

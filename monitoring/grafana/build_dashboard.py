@@ -86,7 +86,6 @@ class Board:
         return self.next_id - 1
 
 
-REMAINING = cluster("elk_cluster_partitions", match='status=~"pending|claimed|running"')
 BREAKER_MAPPINGS = [{"type": "value", "options": {
     "0": {"text": "closed", "color": "green"}, "1": {"text": "half-open", "color": "orange"},
     "2": {"text": "open", "color": "red"}}}]
@@ -100,9 +99,14 @@ def build() -> dict[str, Any]:
     b.panel("stat", "Progress", [(f'{completed} / {cluster("elk_cluster_partitions")}', "")],
             w=4, h=5, unit="percentunit",
         description="Completed partitions / all planned partitions.")
-    b.panel("stat", "ETA", [(
-        f"{REMAINING} / {rate('elk_partitions_completed_total', window='10m')}", "")],
-        w=4, h=5, unit="s", description="Partitions left / completions per second (10 min).")
+    b.panel("stat", "ETA", [
+        (f'max by (namespace) (elk_cluster_eta_seconds{{{NS},bound="estimate"}})', "{{namespace}}"),
+        (f'max by (namespace) (elk_cluster_eta_seconds{{{NS},bound="low"}})', "low {{namespace}}"),
+        (f'max by (namespace) (elk_cluster_eta_seconds{{{NS},bound="high"}})', "high {{namespace}}")],
+        w=4, h=5, unit="s",
+        description="Partitions left (planned, plus what the planner still reports) over the "
+                    "completion rate of the last 5 minutes, with its range; empty while the "
+                    "ETA is estimating, stalled or the job paused (see ETA state).")
     b.panel("stat", "Partitions", [(cluster("elk_cluster_partitions"), "")], w=4, h=5)
     b.panel("stat", "Items processed", [(cluster("elk_cluster_items_processed_total"), "")],
             w=4, h=5)
@@ -113,6 +117,24 @@ def build() -> dict[str, Any]:
         cluster("elk_cluster_partitions", match='status="failed"'), "")], w=4, h=5,
         thresholds={"mode": "absolute", "steps": [{"color": "green", "value": None},
                                                   {"color": "red", "value": 1}]})
+    b.panel("stat", "Job state", [(
+        f'max by (namespace) (elk_cluster_job_state{{{NS}}})', "{{namespace}}")], w=4, h=5,
+        description="elk pause / resume / cancel.",
+        mappings=[{"type": "value", "options": {
+            "0": {"text": "running", "color": "green"}, "1": {"text": "paused", "color": "orange"},
+            "2": {"text": "cancelled", "color": "red"}}}])
+    b.panel("table", "ETA state", [(
+        f'max by (namespace, state) (elk_cluster_eta_info{{{NS}}})', "")], w=4, h=5,
+        description="ok, estimating, stalled, done, paused, cancelled or nothing_planned.",
+        options={"showHeader": True})
+    b.panel("stat", "Partitions left", [(
+        f'max by (namespace) (elk_cluster_partitions_remaining{{{NS}}})', "{{namespace}}")],
+        w=4, h=5, description="Planned and not finished, plus the IDs not planned yet.")
+    b.panel("bargauge", "Running partitions: share done", [(
+        f'max by (namespace, partition) (elk_cluster_partition_progress_ratio{{{NS}}})',
+        "{{namespace}} #{{partition}}")], w=12, h=5, unit="percentunit", min=0, max=1,
+        description="Each running partition's IDs up to its checkpoint (partition.blocks(), "
+                    "checkpoint()).")
     b.panel("timeseries", "Partitions by status", [(
         cluster("elk_cluster_partitions", by="status"), "{{status}}")], w=8,
         custom={"stacking": {"mode": "normal"}, "fillOpacity": 30})

@@ -78,3 +78,16 @@ def test_bench_chaos_prints_the_fault_log_and_a_verdict():
     assert "nemesis seed 7" in out and re.search(r"\d+\.\d+s .+(kill|pause|cut|stall|purge|redis)", out), out
     assert re.search(r"job: \d+ s from the first run to the check; the ideal without faults", out), out
     assert "VERDICT: PASS" in out and "max overlap of two runs of a partition" in out, out
+
+
+def test_bench_rebalance_prints_each_variant_and_loses_nothing():
+    out = _run("bench_rebalance.py", "--scale", "0.2", "--only", "a:default",
+               "--only", "a:no-split", "--only", "b:default", timeout=600)
+    for variant in ("a:default", "a:no-split", "b:default"):
+        row = re.search(rf"^{re.escape(variant)}\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+\S+\s+[\d.]+"
+                        r"\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)$", out, re.M)
+        assert row, out
+        assert float(row.group(1)) > 0 and float(row.group(2)) > 0
+        assert row.group(6) == "0" and row.group(7) == "0", out  # no ID twice, none missing
+    assert "FAILED" not in out, out
+    assert re.search(r"^a:no-split\s+\S+\s+\S+\s+\S+\s+\S+\s+\S+\s+\d+\s+0\s", out, re.M), out

@@ -522,3 +522,54 @@ def test_subprocess_unreachable_redis(namespace):
     assert proc.returncode == 1
     assert f"cannot reach Redis at redis://127.0.0.1:{port}/0" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+# ------------------------------------------------------------- job control
+
+def test_pause_resume_cancel(cli, namespace, state):
+    r = cli("pause", namespace, "--stop-running")
+    assert r.exit_code == 0 and "paused; running partitions stop at their next block" in r.output
+    s = as_json(cli("status", "-n", namespace, "--json", "--sample", 0))["namespaces"][0]
+    assert s["control"] == {"state": "paused", "stop_running": True}
+    assert s["eta"]["state"] == "paused"
+    assert "state: paused" in cli("status", "-n", namespace, "--sample", 0).output
+    r = cli("watch", "-n", namespace, "--interval", 0.05, "--every", 0.1, "--timeout", 0.3)
+    assert ", PAUSED" in r.output, r.output
+    assert "running" in cli("resume", namespace).output
+    assert as_json(cli("resume", namespace, "--json"))["state"] == "running"
+    assert "cancelled" in cli("cancel", namespace).output
+    r = cli("resume", namespace)
+    assert r.exit_code == 1 and "cancelled for good" in r.output and "reset" in r.output
+    s = as_json(cli("status", "-n", namespace, "--json", "--sample", 0))["namespaces"][0]
+    assert s["control"]["state"] == "cancelled" and s["counts"]["total"] == 9
+
+
+def test_set_shows_stores_and_refuses_settings(cli, namespace, state):
+    r = cli("set", namespace)
+    assert r.exit_code == 0 and f"{namespace}: task_window = none  (default)" in r.output
+    r = cli("set", namespace, "max_retries=-2")
+    assert r.exit_code == 1 and "max_retries" in r.output and "must be an integer >= 0" in r.output
+    r = cli("set", namespace, "leader_queue=x")
+    assert r.exit_code == 1 and "read at start only" in r.output
+    out = as_json(cli("set", namespace, "max_retries=7", "max_partitions_per_second=2.5", "--json"))
+    assert out["settings"]["max_retries"] == {"value": 7, "source": "runtime"}
+    assert out["settings"]["max_partitions_per_second"] == {"value": 2.5, "source": "runtime"}
+    s = as_json(cli("status", "-n", namespace, "--json", "--sample", 0))["namespaces"][0]
+    assert s["settings"]["max_retries"] == {"value": 7, "source": "runtime"}
+    assert "max_retries=7 (runtime)" in cli("status", "-n", namespace, "--sample", 0).output
+    out = as_json(cli("set", namespace, "max_retries=", "--json"))
+    assert out["settings"]["max_retries"] == {"value": 3, "source": "default"}
+
+
+def test_partitions_show_in_partition_progress(cli, namespace, state):
+    st, _ = state
+    c = st.get_partition(4)  # running on node-b: it walked 40 of its 100 IDs
+    st.record_block(4, "node-b", c.fence, done_through=440, size=20, items=37)
+    out = as_json(cli("partitions", "-n", namespace, "--status", "running", "--json"))
+    (p,) = out["namespaces"][0]["partitions"]
+    assert (p["checkpoint"], p["block_end"], p["progress_items"], p["done_fraction"]) == (
+        440, 460, 37, 0.4)
+    r = cli("partitions", "-n", namespace, "--status", "running")
+    assert "37 so far" in r.output and "40% (to 440)" in r.output, r.output
+    r = cli("watch", "-n", namespace, "--interval", 0.05, "--every", 0.1, "--timeout", 0.3)
+    assert "1 running (40% through)" in r.output, r.output

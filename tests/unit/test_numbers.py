@@ -30,7 +30,7 @@ def _snapshot(s) -> tuple:
 def _claim_argv(s, ids, bad=None) -> list:
     """claim.lua's ARGV for ``ids``; ``bad`` replaces ARGV slots (1-based)."""
     args = s._claim_args("n1", "running", 0, None, False, True, False)
-    args.append("")  # ARGV[12]: no claim token
+    args.append("")  # ARGV[13]: no claim token
     for slot, value in (bad or {}).items():
         args[slot - 1] = value
     return [*args, *ids]

@@ -16,19 +16,28 @@
 -- ARGV[9]  breaker open timeout, ms
 -- ARGV[10] breaker: max concurrent half-open probes
 -- ARGV[11] '1' = refuse when the claimer's own heartbeat expired
--- ARGV[12] claim token ('' = none): a partition this node holds under the
+-- ARGV[12] cluster-wide rate limit: claims per 1000 s ('0' = none); a token
+--          bucket in meta (`rl_tokens`, `rl_at`) holding one second's worth
+--          (at least one claim). A claim that finds it empty is refused
+--          'throttled' (the partition's schedule is left alone: the worker
+--          waits and claims again, holding its message)
+-- ARGV[13] claim token ('' = none): a partition this node holds under the
 --          same token was claimed by an earlier try of this very call (its
 --          reply was lost); it is answered 'ok' again, unchanged
--- ARGV[13..] partition ids, one or more (the i-th uses the i-th storage keys)
+-- ARGV[14..] partition ids, one or more (the i-th uses the i-th storage keys)
 -- Reply: 7 items per partition, in order: code, fence, attempts, version,
---   min (where the work resumes: after the checkpoint, block.lua), max, opts; code: 'ok' | 'preempted' | 'missing' | 'completed'
---   | 'failed' | 'held' | 'window' | 'breaker' | 'dead'
+--   min (where the work resumes: after the checkpoint, block.lua), max,
+--   opts; code: 'ok' | 'preempted' | 'missing' | 'completed' | 'failed'
+--   | 'held' | 'window' | 'breaker' | 'dead' | 'paused' | 'cancelled'
+--   | 'throttled'
+--   ('paused'/'cancelled': meta `control`, set by control.lua; the pending
+--   partition is due again at once, for when the job resumes)
 -- Whatever the outcome, each partition leaves `queued`: its task message
 -- was taken. When that leaves `queued` at or below meta `refill_below`, or
 -- the pending backlog at or below meta `plan_below` (set by dispatch.lua),
 -- the leader is woken to send and plan more.
 
-local FIRST = 13
+local FIRST = 14
 -- arguments, checked before anything is written (_lib.lua: numbers)
 local node, target = node_arg(ARGV[1]), ARGV[2]
 if not HOLDS[target] then invalid('target', target, "must be 'claimed' or 'running'") end
@@ -37,8 +46,9 @@ local window = num_arg(ARGV[6], 'task window', 0, MAX_EXACT)
 local defer_ms = num_arg(ARGV[7], 'defer ms', 0, MAX_EXACT)
 local open_ms = ms_arg(ARGV[9], 'breaker open timeout ms')
 local max_probes = num_arg(ARGV[10], 'breaker probes', 0, MAX_EXACT)
+local rate = num_arg(ARGV[12], 'claims per 1000 s', 0, MAX_EXACT) / 1000  -- per second
 for a = FIRST, #ARGV do pid_arg(ARGV[a]) end
-local token = ARGV[12]
+local token = ARGV[13]
 if #token > 200 then invalid('claim token', token, 'must be at most 200 characters') end
 local now = now_ms()
 
@@ -55,9 +65,23 @@ end
 -- A closed breaker stays closed during this call (only failures open it).
 local breaker_on = ARGV[8] == '1' and
   (redis.call('HGET', KEYS[K_BREAKER], 'state') or 'closed') ~= 'closed'
+local control = redis.call('HGET', KEYS[K_META], 'control')  -- 'paused' | 'cancelled' | nil
+if control ~= 'paused' and control ~= 'cancelled' then control = nil end
 local dead = nil  -- the claimer's own liveness, read once when asked
 local out = {}
 local claims = 0
+
+-- Take a token from the cluster-wide bucket (ARGV[12]); false when empty.
+local function take_token()
+  local b = redis.call('HMGET', KEYS[K_META], 'rl_tokens', 'rl_at')
+  local cap = math.max(1, rate)
+  local tokens, at = tonumber(b[1]) or cap, tonumber(b[2]) or now
+  tokens = math.min(cap, tokens + math.max(0, now - at) * rate / 1000)
+  local ok = tokens >= 1
+  if ok then tokens = tokens - 1 end
+  redis.call('HSET', KEYS[K_META], 'rl_tokens', string.format('%.6f', tokens), 'rl_at', now)
+  return ok
+end
 
 local function reply(p, code)
   local n = #out
@@ -89,6 +113,14 @@ local function claim_one(i, id, p)
     preempt = true
   end
 
+  -- a paused or cancelled job (control.lua): the message is dropped, and the
+  -- partition is due first when the leader sends again after resume
+  if control then
+    if p.status == 'pending' then redis.call('ZADD', KEYS[K_PENDING], now, member(id, p)) end
+    count('refused_' .. control)
+    return reply(p, control)
+  end
+
   if ARGV[11] == '1' then
     if dead == nil then dead = node_dead(node, now) end
     if dead then return reply(p, 'dead') end
@@ -107,6 +139,11 @@ local function claim_one(i, id, p)
   if window > 0 then
     local held = tonumber(redis.call('HGET', KEYS[K_INFLIGHT], node) or '0')
     if held >= window then return defer('window') end
+  end
+
+  if rate > 0 and not take_token() then
+    count('throttled')
+    return reply(p, 'throttled')
   end
 
   -- the breaker's probe rounds: _lib.lua
