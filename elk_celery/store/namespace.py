@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import StaleLeaderError
-from ..models import MAX_ID, MIN_ID, check_fence, check_int
+from ..models import MAX_ID, MAX_PARTITION_ID, MIN_ID, check_fence, check_int
 from ..strategies.base import PartitionStrategy
 from .codec import member_id, parse_member, text
 
@@ -258,6 +258,7 @@ class NamespaceStore:
         the rest, if that holds at least ``min_tail`` IDs (store/lua/split.lua,
         where the correctness argument is written down). Raises
         :class:`StaleLeaderError` for a deposed epoch."""
+        check_int(partition_id, "partition_id", 0, MAX_PARTITION_ID)
         check_fence(fence)
         check_int(at, "split at", MIN_ID, MAX_ID)
         check_int(margin, "margin", 0, 2**53 - 1)
