@@ -419,13 +419,14 @@ class GapDetector:
     def plan_gap(self, gap: Gap) -> list[tuple[int, int]]:
         """The partition ranges that cover the data of ``gap``.
 
-        Walks the gap in windows of the planner's partition size; the
-        planner's answer bounds each partition (never beyond the gap, whose
-        neighbours are covered). Windows without data are left out.
+        Walks the gap in windows of the partition size (the job's
+        ``partition_size`` setting, else the planner's); the planner's answer
+        bounds each partition (never beyond the gap, whose neighbours are
+        covered). Windows without data are left out.
         """
         if self.planner is None:
             raise ElkError("no planner: cannot fill gaps")
-        size = checked_size(self.planner)
+        size = self.store.settings.partition_size or checked_size(self.planner)
         out: list[tuple[int, int]] = []
         a = gap.min_id
         while a <= gap.max_id:

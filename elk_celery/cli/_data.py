@@ -123,6 +123,11 @@ def status(t: Target, first: dict[str, Any] | None = None,
                 for host, c in sorted(now_counts["per_node"].items())]
     total = now_counts["total"]
     control = store.control()
+    eta = eta_of(t, now_counts, meta, control.state)
+    rate = rates["partitions_per_s"]
+    if rate and eta.remaining > 0:
+        # the sample's own figure counts the partitions not planned yet too
+        rates["eta_s"] = round(eta.remaining / rate, 1)
     return {
         "namespace": t.namespace,
         "exists": bool(meta) or total > 0 or bool(nodes),
@@ -148,7 +153,7 @@ def status(t: Target, first: dict[str, Any] | None = None,
         "breaker": breaker,
         "throughput": rates,
         "control": {"state": control.state, "stop_running": control.stop_running},
-        "eta": eta_of(t, now_counts, meta, control.state).as_dict(),
+        "eta": eta.as_dict(),
         "settings": settings_of(t, store.settings),
     }
 

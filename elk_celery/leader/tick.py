@@ -90,7 +90,7 @@ def lead_round(job: Job, epoch: int, *, full: bool = True, full_gaps: bool = Fal
     election interval, and on election) also recovers partitions of dead
     owners, checks for gaps and compacts; a round the job's own progress
     woke up does only the flow."""
-    job.refresh_settings()  # runtime overrides (`elk set`)
+    job.refresh_settings(force=True)  # runtime overrides (`elk set`): one HGETALL a round
     store, s = job.store, job.settings
     meter = meter_of(job)
     t0 = time.perf_counter()

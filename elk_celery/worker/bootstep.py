@@ -64,7 +64,7 @@ class Heartbeat:
             store = job.store
             t0 = time.perf_counter()
             try:
-                job.refresh_settings()  # `elk set` applies within one heartbeat
+                job.refresh_settings(force=True)  # `elk set` applies within one heartbeat
                 window = task_window(job.settings)
                 _, held = store.heartbeat(self.node, {**self.info, "task_window": window,
                                                       "slots": window or pool_size() or 1})

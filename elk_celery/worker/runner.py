@@ -107,7 +107,7 @@ class PartitionContext:
         :meth:`blocks`."""
         self._record(last_done_id, 0)
 
-    def _record(self, done: int | None, size: int) -> Block:
+    def _record(self, done: int | None, size: int, *, may_stop: bool = True) -> Block:
         self.check()
         try:
             block = self._strategy.record_block(self.partition_id, self.node_id, self.fence,
@@ -117,7 +117,7 @@ class PartitionContext:
         self._progress_sent = time.monotonic()
         # a leader may have split the range's tail off (leader/rebalance.py)
         self.max_id = block.end
-        if block.stop:
+        if block.stop and may_stop:
             raise PartitionStopped(f"{self.namespace} partition {self.partition_id}: the job was "
                                    "paused or cancelled with stop-running")
         return block
@@ -129,7 +129,7 @@ class PartitionContext:
         self.items = int(items)
         self.check()
         if time.monotonic() - self._progress_sent >= PROGRESS_EVERY:
-            self._record(None, 0)
+            self._record(None, 0, may_stop=False)  # a stop waits for the next block
         if not self.task.request.called_directly and self.task.request.id:
             try:
                 self.task.update_state(state="PROGRESS", meta={
