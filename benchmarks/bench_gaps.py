@@ -129,7 +129,7 @@ def main() -> int:
 
         from elk_celery import gaps as gaps_mod
         step = gaps_mod.SCAN_STEP
-        _, ms, worst = timed(lambda: store._run("gaps", ["1", str(n * size), step, "1"]),
+        _, ms, worst = timed(lambda: store.scan_gaps(1, n * size, step, True),
                              args.repeat)
         rows.append((f"  one gaps.lua step ({step:,} entries)", f"{ms:.2f} ms (max {worst:.2f})",
                      "longest Redis is blocked by a full check"))

@@ -4,6 +4,9 @@
 For each strategy (hash, simple), in one run:
 
 * **baseline**: a bare ``EVALSHA`` of ``return 1``, one call at a time, p50/p99;
+* **acquire**: ``strategy.acquire_partition()`` (the claim and the read of
+  the partition, pipelined: one round trip), p50/p99 and its ratio to the
+  bare ``EVALSHA`` at p50;
 * **claim**: ``strategy.claim()`` (one script call through redis-py) on
   fresh pending partitions, one at a time, p50/p99, and the same with
   ``worker_claim()``, the pool process's claim on a connection of its own
@@ -130,6 +133,27 @@ def bench_claim(kind: str, client: redis.Redis, n: int, batch: int,
             out.append((clock() - t) / 1000)
             assert c.ok, c
         return out, (time.process_time() - cpu0) / n * 1e6
+    finally:
+        cleanup(client, ns)
+
+
+def bench_acquire(kind: str, client: redis.Redis, n: int, batch: int) -> list[float]:
+    """Latencies (µs) of n ``acquire_partition()`` calls: a claim that returns
+    the whole partition (one pipelined round trip)."""
+    ns = f"bench-acquire-{uuid.uuid4().hex[:8]}"
+    s = make(kind, client, ns)
+    try:
+        create(s, 0, n + 200, batch)
+        for pid in range(n, n + 200):  # warm up (loads the script)
+            s.acquire_partition(pid, "bench")
+        out = []
+        clock = time.perf_counter_ns
+        for pid in range(n):
+            t = clock()
+            p = s.acquire_partition(pid, "bench")
+            out.append((clock() - t) / 1000)
+            assert p is not None and p.node_id == "bench", p
+        return out
     finally:
         cleanup(client, ns)
 
@@ -261,6 +285,10 @@ def main(argv: list[str] | None = None) -> int:
             missed += [] if ok else [f"{kind} claim p99"]
             rows.append((kind, "claim() p50 / p99 (µs)", f"{pct(lat, 50):7.0f} / {p99:5.0f}",
                          f"p99 < {CLAIM_P99_TARGET_US:.0f}: {'met' if ok else 'MISSED'}"))
+            acq = bench_acquire(kind, client, a.claims, a.create_batch)
+            rows.append((kind, "acquire_partition() p50 / p99 (µs)",
+                         f"{pct(acq, 50):7.0f} / {pct(acq, 99):5.0f}",
+                         f"{pct(acq, 50) / pct(base, 50):.1f}x bare EVALSHA at p50"))
             wlat, wcpu = bench_claim(kind, client, a.claims, a.create_batch, worker=True)
             rows.append((kind, "worker_claim() p50 / p99 (µs)",
                          f"{pct(wlat, 50):7.0f} / {pct(wlat, 99):5.0f}", "the pool's claim"))

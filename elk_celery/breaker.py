@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .store.codec import text
 from .store.namespace import NamespaceStore
 
 
@@ -44,18 +43,10 @@ class CircuitBreaker:
 
     def __init__(self, store: NamespaceStore) -> None:
         self.store = store
-        self.keys = store.keys
         self.settings = store.settings
 
     def state(self) -> BreakerState:
-        now = self.store.server_time_ms()
-        window = self.settings.ms("circuit_breaker_failure_window")
-        pipe = self.store.redis.pipeline(transaction=False)
-        pipe.hgetall(self.keys.breaker)
-        pipe.zcount(self.keys.breaker_fails, now - window, "+inf")
-        pipe.hget(self.keys.stats, "deferred_breaker")
-        h, in_window, refused = pipe.execute()
-        b = {text(k): text(v) for k, v in h.items()}
+        now, b, in_window, refused = self.store.breaker_record()
         state = b.get("state", "closed")
         opened = int(b["opened_at"]) if b.get("opened_at") else None
         reopens = None
@@ -65,12 +56,8 @@ class CircuitBreaker:
             state=state, consecutive_failures=int(b.get("consecutive", 0)),
             failures_in_window=int(in_window), trips=int(b.get("trips", 0)),
             probes=int(b.get("probes", 0)), opened_at_ms=opened, reopens_in=reopens,
-            reason=b.get("reason", ""), refused=int(refused or 0))
+            reason=b.get("reason", ""), refused=refused)
 
     def reset(self) -> None:
         """Close the breaker and forget recent failures (operator action)."""
-        pipe = self.store.redis.pipeline()
-        pipe.hset(self.keys.breaker, mapping={"state": "closed", "consecutive": 0, "probes": 0,
-                                              "reason": "reset by operator"})
-        pipe.delete(self.keys.breaker_fails)
-        pipe.execute()
+        self.store.reset_breaker("reset by operator")

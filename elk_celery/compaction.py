@@ -9,12 +9,11 @@ items) as they were, counting ``compacted``.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Callable, ContextManager
 
-from .errors import StaleLeaderError
-from .store.codec import int_or_none, member_id, text
 from .store.namespace import NamespaceStore
 
 
@@ -33,27 +32,28 @@ def compact_completed(store: NamespaceStore, limit: int = 500,
     Compacted partitions are gone from storage: get_partition / get_all
     no longer return them. Call it again while it returns ``limit``.
     """
-    members = [text(m) for m in store.redis.zrange(store.keys.ids, 0, max(1, limit) - 1)]
-    if not members:
-        return CompactResult(0, int_or_none(store.redis.hget(store.keys.meta, "watermark")))
-    ids = [member_id(m) for m in members]
-    reply = store.strategy._run("compact", ids, [epoch, store.settings.start_id, *members])
-    if text(reply[0]) != "ok":
-        raise StaleLeaderError(f"{store.namespace}: epoch {epoch} is no longer the leader's")
-    done = int(reply[1])
-    return CompactResult(done, int(text(reply[2])) if done else
-                         int_or_none(store.redis.hget(store.keys.meta, "watermark")))
+    return CompactResult(*store.compact(limit, epoch))
 
 
 def compact_all(store: NamespaceStore, limit: int = 500, epoch: int | str = "",
-                budget_s: float | None = None) -> CompactResult:
+                budget_s: float | None = None, *, keep: int = 0,
+                each: Callable[[], ContextManager[object]] = contextlib.nullcontext,
+                ) -> CompactResult:
     """Call :func:`compact_completed` until the completed prefix is gone, or
-    until ``budget_s`` seconds have passed (a leader tick's share)."""
+    until ``budget_s`` seconds have passed (a leader round's share), leaving
+    at least ``keep`` partitions (the newest stay readable); ``each`` wraps
+    every call (the leader times them)."""
     deadline = None if budget_s is None else time.monotonic() + budget_s
     total, wm = 0, None
     while True:
-        res = compact_completed(store, limit, epoch)
+        step = limit
+        if keep:
+            step = min(limit, store.partition_count() - keep)
+            if step <= 0:
+                return CompactResult(total, wm if wm is not None else store.watermark())
+        with each():
+            res = compact_completed(store, step, epoch)
         total += res.compacted
         wm = res.watermark
-        if res.compacted < limit or (deadline is not None and time.monotonic() >= deadline):
+        if res.compacted < step or (deadline is not None and time.monotonic() >= deadline):
             return CompactResult(total, wm)

@@ -50,10 +50,10 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .errors import ElkError, PartitionConflict, PlannerError, StaleLeaderError
+from .errors import ElkError, PartitionConflict, PlannerError
 from .models import Partition
 from .planners import checked_next_max, checked_size
-from .store.codec import int_or_none, parse_member, text
+from .store.codec import int_or_none
 from .store.namespace import NamespaceStore
 from .compaction import CompactResult, compact_all, compact_completed  # noqa: F401 - re-exported
 
@@ -176,7 +176,7 @@ def _meta_int(name: str, value: Any) -> int | None:
     try:
         return int_or_none(value)
     except ValueError:
-        raise PlannerError(f"meta {name!r} holds {text(value)!r}, not an integer: someone edited "
+        raise PlannerError(f"meta {name!r} holds {value!r}, not an integer: someone edited "
                            "it; set it right or `elk reset` the namespace") from None
 
 
@@ -207,8 +207,6 @@ class GapDetector:
     def __init__(self, store: NamespaceStore, planner: Any = None) -> None:
         self.store = store
         self.planner = planner
-        self.redis = store.redis
-        self.keys = store.keys
         #: gaps that fill() skipped because something else covered part of
         #: them meanwhile (the create was refused as a whole, nothing written)
         self.conflicts: list[Gap] = []
@@ -219,14 +217,9 @@ class GapDetector:
         if mode not in MODES:
             raise ValueError(f"gap detection mode {mode!r}: use one of {', '.join(MODES)}")
         t0 = time.perf_counter()
-        r, k = self.redis, self.keys
-        pipe = r.pipeline(transaction=False)
-        pipe.hmget(k.meta, "cursor", "start_id", "watermark", "gap_checked", "gap_sig", "gaps")
-        pipe.hmget(k.stats, "created", "total")
-        pipe.zrevrange(k.ids, 0, 0)
-        pipe.zcard(k.failed)
-        (cursor, start, watermark, checked, sig_stored, remembered_raw), (created, total), \
-            top, failed_total = pipe.execute()
+        m = self.store.gap_meta()
+        cursor, start, watermark, checked = m["cursor"], m["start_id"], m["watermark"], m["gap_checked"]
+        sig_stored, remembered_raw, top = m["gap_sig"], m["gaps"], m["top"]
 
         start_id = _meta_int("start_id", start)
         if start_id is None:
@@ -236,26 +229,26 @@ class GapDetector:
         if cursor_i is not None:
             end_id = cursor_i - 1
         elif top:  # no planning cursor (partitions made through the strategy API)
-            end_id = parse_member(top[0])[2]
+            end_id = top[2]
         else:
             end_id = start_id - 1
-        sig = f"{(int_or_none(created) or 0) - (int_or_none(total) or 0)}:{start_id}"
+        sig = f"{m['created'] - m['total']}:{start_id}"
         # IDs below `low` are done: before the job's start, or compacted
         low = max(start_id, watermark_i) if watermark_i is not None else start_id
 
         report = GapReport(self.store.namespace, mode, mode, start_id, end_id, watermark_i,
-                           checkpoint=low - 1, failed_total=int(failed_total))
+                           checkpoint=low - 1, failed_total=m["failed_total"])
         remembered: list[tuple[int, int, int]] | None = None
         if mode == "incremental":
             reason = ""
             if checked is None:
                 reason = "no checkpoint yet"
-            elif text(sig_stored) != sig:
+            elif sig_stored != sig:
                 reason = "partitions were deleted (or the start ID changed) since the last check"
             else:
                 try:
                     remembered = [(int(g[0]), int(g[1]), int(g[2]))
-                                  for g in json.loads(text(remembered_raw) or "[]")]
+                                  for g in json.loads(remembered_raw or "[]")]
                 except (ValueError, TypeError, IndexError):
                     reason = "the remembered gaps are unreadable"
             if reason:
@@ -266,12 +259,12 @@ class GapDetector:
             found = [Gap(lo, hi) for lo, hi in gaps]
         else:
             assert remembered is not None and checked is not None
-            found, through, scanned = self._incremental(low, end_id, int(text(checked)), remembered)
+            found, through, scanned = self._incremental(low, end_id, int(checked), remembered)
         report.scanned = scanned
 
         # compaction may have moved the watermark while we scanned: whatever is
         # below it now is completed, not missing
-        new_wm = int_or_none(r.hget(k.meta, "watermark"))
+        new_wm = self.store.watermark()
         if new_wm is not None and new_wm != watermark_i:
             report.watermark = new_wm
             found = [Gap(max(g.min_id, new_wm), g.max_id, g.has_data)
@@ -303,31 +296,26 @@ class GapDetector:
         gaps: list[tuple[int, int]] = []
         scanned, first = 0, True
         while True:
-            nxt, finished, read, flat = self.store._run(
-                "gaps", [str(expected), str(end), SCAN_STEP, "1" if first else "0"])
+            expected, finished, read, found = self.store.scan_gaps(expected, end, SCAN_STEP, first)
             first = False
-            scanned += int(read)
-            flat = [int(text(x)) for x in flat]
-            gaps += list(zip(flat[0::2], flat[1::2]))
-            expected = int(text(nxt))
-            if text(finished) == "1":
+            scanned += read
+            gaps += found
+            if finished:
                 return gaps, max(end, expected - 1), scanned
 
     def _scan_here(self, expected: int, end: int) -> tuple[list[tuple[int, int]], int, int]:
-        r, k = self.redis, self.keys
         gaps: list[tuple[int, int]] = []
         scanned = 0
         # a partition starting below `expected` may reach into the span
-        below = r.zrevrangebyscore(k.ids, f"({expected}", "-inf", start=0, num=1)
+        below = self.store.member_below(expected)
         if below:
-            expected = max(expected, parse_member(below[0])[2] + 1)
-        lower = str(expected)
+            expected = max(expected, below[2] + 1)
+        lower: int | str = expected
         while expected <= end:
-            chunk = r.zrangebyscore(k.ids, lower, end, start=0, num=SCAN_CHUNK)
+            chunk = self.store.members_between(lower, end, SCAN_CHUNK)
             scanned += len(chunk)
             last_lo = None
-            for m in chunk:
-                _, lo, hi = parse_member(m)
+            for _, lo, hi in chunk:
                 if lo > expected:
                     gaps.append((expected, lo - 1))
                 if hi + 1 > expected:
@@ -342,23 +330,19 @@ class GapDetector:
 
     def _incremental(self, low: int, end: int, checked: int,
                      remembered: list[tuple[int, int, int]]) -> tuple[list[Gap], int, int]:
-        r, k = self.redis, self.keys
         keep = [(max(lo, low), hi, flag) for lo, hi, flag in remembered if hi >= low]
         found: list[Gap] = []
         scanned = 0
         through = max(checked, low - 1)
         if keep:
-            pipe = r.pipeline(transaction=False)
-            for lo, hi, _ in keep:
-                pipe.zrangebyscore(k.ids, lo, hi)
-            for (lo, hi, flag), members in zip(keep, pipe.execute()):
+            found_in = self.store.members_in([(lo, hi) for lo, hi, _ in keep])
+            for (lo, hi, flag), members in zip(keep, found_in):
                 scanned += len(members)
                 if not members:  # unchanged: keep what the planner said
                     found.append(Gap(lo, hi, _HAS_DATA.get(flag)))
                     continue
                 expected = lo
-                for m in members:
-                    _, mlo, mhi = parse_member(m)
+                for _, mlo, mhi in members:
                     if mlo > expected:
                         found.append(Gap(expected, mlo - 1))
                     expected = max(expected, mhi + 1)
@@ -406,14 +390,13 @@ class GapDetector:
         return through
 
     def _failed(self) -> list[FailedRange]:
-        ids = [int(text(i)) for i in self.redis.zrange(self.keys.failed, 0, FAILED_LIMIT - 1)]
-        parts = self.store.strategy.get_partitions(ids)
+        parts = self.store.strategy.get_partitions(self.store.failed_ids(FAILED_LIMIT))
         return [FailedRange(p.partition_id, p.min_id, p.max_id, p.attempts, p.error)
                 for p in sorted(parts, key=lambda p: p.min_id)]
 
     def forget(self) -> None:
         """Drop the checkpoint: the next incremental check runs as a full one."""
-        self.redis.hdel(self.keys.meta, "gap_checked", "gap_sig", "gaps")
+        self.store.forget_gap_checkpoint()
 
     # -- filling ------------------------------------------------------------------
     def plan_gap(self, gap: Gap) -> list[tuple[int, int]]:
@@ -442,16 +425,15 @@ class GapDetector:
     def fill(self, report: GapReport, epoch: int | str = "") -> list[Partition]:
         """Create pending partitions for the gaps of ``report`` that hold data.
 
-        Ids come from ``HINCRBY meta next_pid``; each batch goes through the
-        strategy's create script, which refuses (as a whole) a range that
+        Each batch goes through :meth:`NamespaceStore.create_ranges` (new
+        ids, the create script), which refuses (as a whole) a range that
         overlaps a partition created meanwhile - such gaps land in
         :attr:`conflicts` - and, with ``epoch``, any write from a deposed
-        leader (:class:`StaleLeaderError`).
+        leader (:class:`~elk_celery.errors.StaleLeaderError`).
         """
         if self.planner is None:
             raise ElkError("no planner: cannot fill gaps (give GapDetector a planner)")
         self.conflicts = []
-        strategy = self.store.strategy
         created: list[Partition] = []
         for gap in report.gaps:
             if gap.has_data is False:
@@ -460,20 +442,11 @@ class GapDetector:
                 continue
             ranges = self.plan_gap(gap)
             for i in range(0, len(ranges), FILL_BATCH):
-                chunk = ranges[i:i + FILL_BATCH]
-                first = int(self.redis.hincrby(self.keys.meta, "next_pid", len(chunk))) - len(chunk)
-                batch = [Partition(partition_id=first + j, min_id=lo, max_id=hi)
-                         for j, (lo, hi) in enumerate(chunk)]
                 try:
-                    reply = strategy._create(batch, epoch)
+                    created += self.store.create_ranges(ranges[i:i + FILL_BATCH], epoch)
                 except PartitionConflict:
                     self.conflicts.append(gap)
                     break
-                if reply[0] == "stale_leader":
-                    raise StaleLeaderError(
-                        f"{self.store.namespace}: epoch {epoch} is no longer the leader's; "
-                        "gaps not filled")
-                created += strategy.get_partitions(p.partition_id for p in batch)
         return created
 
     # -- compaction -----------------------------------------------------------------

@@ -3,7 +3,7 @@
 Written out by hand from the fields of :class:`~elk_celery.settings.ElkSettings`
 (a TypedDict can't be derived from a dataclass): :class:`JobSettings` has
 every field except ``APP_ONLY``, :class:`ElkOptions` every field.
-tests/unit/test_job_settings.py fails when a field is added to ElkSettings
+tests/test_job_settings.py fails when a field is added to ElkSettings
 and not here. Durations take seconds or a ``timedelta``, as at runtime.
 """
 

@@ -45,7 +45,7 @@ import pytest
 if TYPE_CHECKING:
     from celery import Celery
 
-    from .app import Job
+    from .job import Job
     from .models import PartitionStats
 
 __all__ = ["FAST_SETTINGS", "make_app", "reset_app", "run_job", "start_elk_worker"]
@@ -135,7 +135,8 @@ def start_elk_worker(app: Celery, **options: Any) -> Iterator[Any]:
 
 
 def _job_of(target: Any, app: Celery | None) -> Job:
-    from .app import Job, get_elk
+    from .app import get_elk
+    from .job import Job
 
     if isinstance(target, Job):
         return target
@@ -242,7 +243,7 @@ def elk_worker(elk_app: Celery) -> Iterator[Any]:
 def elk_run_job(elk_app: Celery) -> Callable[..., PartitionStats]:
     """``elk_run_job(job_or_namespace_or_task, timeout=60)`` -> PartitionStats."""
     def run(target: Any, *, timeout: float = 60.0, **worker_options: Any) -> PartitionStats:
-        from .app import Job
+        from .job import Job
         app = target.elk.app if isinstance(target, Job) else elk_app
         return run_job(target, app=app, timeout=timeout, **worker_options)
     return run

@@ -156,13 +156,7 @@ def test_store_is_the_bottom_layer() -> None:
                    if not m.startswith(f"{ROOT}.store") and m not in STORE_MAY_IMPORT}
             if bad:
                 wrong[name] = sorted(bad)
-    assert wrong == STORE_NOT_YET_AT_THE_BOTTOM
-
-
-#: store/ modules that still import from above (issue 15 step 3 moves them).
-STORE_NOT_YET_AT_THE_BOTTOM = {
-    "elk_celery.store.namespace": ["elk_celery.strategies", "elk_celery.strategies.base"],
-}
+    assert wrong == {}
 
 
 def test_one_list_of_strategy_names() -> None:
@@ -204,28 +198,40 @@ def leaks() -> set[tuple[str, str]]:
     outside store/."""
     out: set[tuple[str, str]] = set()
     for name, (_, tree) in modules().items():
-        if name.startswith(f"{ROOT}.store"):
-            continue
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Attribute):
-                owner = _chain(node.value)
-                if node.attr in RAW and owner not in ("redis",):
-                    out.add((name, f"{owner}.{node.attr}"))
-                elif (node.attr.startswith("_") and not node.attr.startswith("__")
-                      and owner not in ("self", "cls")
-                      and (owner.rsplit(".", 1)[-1], node.attr) not in FOREIGN_PRIVATE):
-                    out.add((name, f"{owner}.{node.attr}"))
-            elif isinstance(node, ast.ImportFrom):
-                for a in node.names:
-                    if a.name.startswith("_") and not a.name.startswith("__") and node.level:
-                        target = _resolve(name, node.level, node.module)
-                        if not (target + "." + a.name) in modules():
-                            out.add((name, f"import {a.name}"))
+        if not name.startswith(f"{ROOT}.store"):
+            out |= leaks_in(name, tree)
+    return out
+
+
+def leaks_in(name: str, tree: ast.AST) -> set[tuple[str, str]]:
+    out: set[tuple[str, str]] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute):
+            owner = _chain(node.value)
+            if node.attr in RAW and owner not in ("redis",):
+                out.add((name, f"{owner}.{node.attr}"))
+            elif (node.attr.startswith("_") and not node.attr.startswith("__")
+                  and owner not in ("self", "cls")
+                  and (owner.rsplit(".", 1)[-1], node.attr) not in FOREIGN_PRIVATE):
+                out.add((name, f"{owner}.{node.attr}"))
+        elif isinstance(node, ast.ImportFrom):
+            for a in node.names:
+                if a.name.startswith("_") and not a.name.startswith("__") and node.level:
+                    target = _resolve(name, node.level, node.module)
+                    if not (target + "." + a.name) in modules():
+                        out.add((name, f"import {a.name}"))
     return out
 
 
 def test_only_the_store_touches_redis() -> None:
-    assert sorted(leaks() - ALLOWED_LEAKS) == sorted(NOT_YET_IN_THE_STORE)
+    assert sorted(leaks() - ALLOWED_LEAKS) == []
+
+
+def test_the_leak_checker_sees_a_leak() -> None:
+    tree = ast.parse("def f(store):\n    store.redis.zcard(store.keys.ids)\n"
+                     "    store.strategy._run('x')\n    store.strategy.claim(1)\n")
+    assert {e for _, e in leaks_in("m", tree)} == {"store.redis", "store.keys",
+                                                    "store.strategy._run"}
 
 
 #: Uses that are not leaks.
@@ -236,37 +242,48 @@ ALLOWED_LEAKS: set[tuple[str, str]] = {
     ("elk_celery.testing", "elk.redis"),     # deletes Celery's queues (the broker's keys)
 }
 
-#: Raw Redis outside the store, still to be moved into it (issue 15 step 3).
-NOT_YET_IN_THE_STORE: set[tuple[str, str]] = {
-    ('elk_celery.breaker', 'self.keys'),
-    ('elk_celery.breaker', 'self.store.redis'),
-    ('elk_celery.breaker', 'self.store.redis.pipeline'),
-    ('elk_celery.breaker', 'store.keys'),
-    ('elk_celery.cli._data', 'store.keys'),
-    ('elk_celery.cli._data', 'store.redis'),
-    ('elk_celery.cli._data', 'store.redis.pipeline'),
-    ('elk_celery.compaction', 'store.keys'),
-    ('elk_celery.compaction', 'store.redis'),
-    ('elk_celery.compaction', 'store.strategy._run'),
-    ('elk_celery.gaps', 'r.pipeline'),
-    ('elk_celery.gaps', 'self.keys'),
-    ('elk_celery.gaps', 'self.redis'),
-    ('elk_celery.gaps', 'self.store._run'),
-    ('elk_celery.gaps', 'store.keys'),
-    ('elk_celery.gaps', 'store.redis'),
-    ('elk_celery.gaps', 'strategy._create'),
-    ('elk_celery.leader.tick', 'store.keys'),
-    ('elk_celery.leader.tick', 'store.redis'),
-    ('elk_celery.metrics.cluster', 'store.keys'),
-    ('elk_celery.metrics.cluster', 'store.redis'),
-    ('elk_celery.metrics.cluster', 'store.redis.pipeline'),
-    ('elk_celery.strategies.base', 'self.keys'),
-    ('elk_celery.strategies.base', 'self.redis'),
-    ('elk_celery.strategies.base', 'self.redis.pipeline'),
-    ('elk_celery.strategies.hash', 'self.keys'),
-    ('elk_celery.strategies.hash', 'self.redis'),
-    ('elk_celery.strategies.simple', 'self.keys'),
-    ('elk_celery.strategies.simple', 'self.redis'),
-    ('elk_celery.worker.bootstep', 'store.keys'),
-    ('elk_celery.worker.bootstep', 'store.redis'),
+
+TESTS = Path(__file__).resolve().parent
+
+
+def test_tests_share_helpers_not_test_modules() -> None:
+    """Shared test code lives in conftest.py or helper modules; a test module
+    imports no other test module (and no Redis-backed folder is "unit")."""
+    wrong = []
+    for path in sorted(TESTS.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                last = node.module.rsplit(".", 1)[-1]
+                if last.startswith("test_") and path.name != "test_architecture.py":
+                    wrong.append(f"{path.relative_to(TESTS)} imports {node.module}")
+    assert wrong == []
+    assert not (TESTS / "unit").exists()
+
+
+#: docs/architecture.md's layers: a module imports from its own layer or below.
+LAYERS = {
+    0: ["errors", "models", "keys", "settings", "job_settings", "planners", "hooks", "_version",
+        "_redis_server", "runtime"],
+    1: ["store"],
+    2: ["strategies"],
+    3: ["gaps", "compaction", "breaker", "eta"],
+    4: ["job"],
+    5: ["leader", "worker", "metrics", "metrics_bridge"],
+    6: ["app"],
+    7: ["cli", "testing", ""],  # "" = the package's __init__.py
 }
+
+
+def layer_of(name: str) -> int:
+    rest = name[len(ROOT) + 1:] if name != ROOT else ""
+    top = rest.split(".", 1)[0]
+    for layer, tops in LAYERS.items():
+        if top in tops:
+            return layer
+    raise AssertionError(f"{name} is in no layer of docs/architecture.md: add it to LAYERS")
+
+
+def test_every_module_imports_only_its_layer_or_below() -> None:
+    upward = {name: sorted(m for m in imports_of(name) if layer_of(m) > layer_of(name))
+              for name in modules()}
+    assert {n: ms for n, ms in upward.items() if ms} == {}

@@ -36,12 +36,7 @@ def partition_dict(p: Partition) -> dict[str, Any]:
 
 def counts(t: Target) -> dict[str, Any]:
     """Stats of one namespace at one instant (Redis server time)."""
-    store = t.store
-    pipe = store.redis.pipeline(transaction=False)
-    pipe.hgetall(store.keys.stats)
-    pipe.time()
-    raw, (sec, usec) = pipe.execute()
-    c = {text(k): int(v) for k, v in raw.items()}
+    c, at_ms = t.store.stats_now()
     per_node: dict[str, dict[str, int]] = {}
     for key, value in c.items():  # complete.lua's per-host counters
         for prefix, name in (("node_partitions:", "completed"), ("node_items:", "items")):
@@ -51,7 +46,7 @@ def counts(t: Target) -> dict[str, Any]:
     done = c.get("completed", 0)
     failed = c.get("failed", 0)
     return {
-        "at_ms": int(sec) * 1000 + int(usec) // 1000,
+        "at_ms": at_ms,
         "total": total, "pending": c.get("pending", 0), "claimed": c.get("claimed", 0),
         "running": c.get("running", 0), "completed": done, "failed": failed,
         "items_processed": c.get("items", 0), "compacted": c.get("compacted", 0),
@@ -97,7 +92,7 @@ def status(t: Target, first: dict[str, Any] | None = None,
     meta = store.meta()
     nodes = store.nodes()
     held: dict[str, list[dict[str, Any]]] = {}
-    lease_ids = [int(text(i)) for i in store.redis.zrange(store.keys.leases, 0, -1)]
+    lease_ids = store.leased_ids()
     for p in store.strategy.get_partitions(lease_ids):
         held.setdefault(p.node_id, []).append(partition_dict(p))
     node_rows = []

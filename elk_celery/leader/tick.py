@@ -10,7 +10,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any, Callable
 
-from ..compaction import compact_completed
+from ..compaction import compact_all
 from ..errors import InvalidPartition, PlannerError, StaleLeaderError
 from ..gaps import GapDetector
 from ..hooks import timed
@@ -192,19 +192,8 @@ def check_gaps(job: Job, epoch: int, full: bool) -> dict[str, int]:
 def compact(job: Job, epoch: int, budget_s: float = 0.05) -> int:
     """Fold the oldest completed partitions into the watermark, keeping the
     newest ``keep_completed`` readable."""
-    store, keep = job.store, job.settings.keep_completed
-    done = 0
-    deadline = time.monotonic() + budget_s
-    while time.monotonic() < deadline:
-        excess = int(store.redis.zcard(store.keys.ids)) - keep
-        if excess <= 0:
-            break
-        with timed(job.elk.hooks, "compact"):
-            n = compact_completed(store, min(500, excess), epoch).compacted
-        done += n
-        if n == 0:
-            break
-    return done
+    return compact_all(job.store, 500, epoch, budget_s, keep=job.settings.keep_completed,
+                       each=lambda: timed(job.elk.hooks, "compact")).compacted
 
 
 def recover(job: Job, epoch: int) -> tuple[int, int]:

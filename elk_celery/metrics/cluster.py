@@ -184,7 +184,7 @@ class ClusterCollector:
         ns = store.namespace
         t0 = time.perf_counter()
         try:
-            state = _read(store)
+            state = store.overview(leases=PROGRESS_LIMIT)
         except Exception as exc:  # noqa: BLE001 - a scrape must never fail because of Redis
             fam["elk_cluster_up"].add_metric([ns], 0)
             now = time.monotonic()
@@ -199,33 +199,6 @@ class ClusterCollector:
         except Exception as exc:  # noqa: BLE001 - the rest of the scrape stands
             log.debug("elk metrics: no control/ETA/progress for %s: %r", ns, exc)
         fam["elk_cluster_scrape_duration_seconds"].add_metric([ns], time.perf_counter() - t0)
-
-
-def _read(store: NamespaceStore) -> dict[str, Any]:
-    k = store.keys
-    pipe = store.redis.pipeline(transaction=False)
-    pipe.time()
-    pipe.hgetall(k.stats)
-    pipe.get(k.leader)
-    pipe.pttl(k.leader)
-    pipe.zrange(k.nodes, 0, -1, withscores=True)
-    pipe.hgetall(k.inflight)
-    pipe.hgetall(k.breaker)
-    pipe.hgetall(k.meta)
-    pipe.zrange(k.pending, 0, 0, withscores=True)
-    pipe.zrange(k.leases, 0, PROGRESS_LIMIT - 1, withscores=True)
-    pipe.lrange(k.progress, 0, -1)
-    ((sec, usec), stats, leader, pttl, nodes, inflight, breaker, meta, pending, leases,
-     samples) = pipe.execute()
-    return {"now": int(sec) * 1000 + int(usec) // 1000, "stats": stats, "leader": leader,
-            "pttl": pttl, "nodes": nodes, "inflight": inflight,
-            "breaker": {text(a): text(b) for a, b in breaker.items()},
-            "meta": {text(a): text(b) for a, b in meta.items()},
-            "pending": pending,
-            # by expiry: the first is the most overdue; their ids for the progress gauges
-            "leases": leases[:1],
-            "lease_ids": sorted(int(text(m)) for m, _ in leases),
-            "samples": parse_samples(samples)}
 
 
 def _add_state(ns: str, st: dict[str, Any], fam: Families) -> None:

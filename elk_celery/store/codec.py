@@ -1,10 +1,15 @@
 """How values cross the wire to and from the scripts: reply items, the
-``ids`` index's ``"id:min:max"`` members, flags. One place, so a format
-changes in one place (store/lua/_lib.lua is the Lua side)."""
+``ids`` index's ``"id:min:max"`` members, flags, and the errors a reply
+stands for. One place, so a format changes in one place (store/lua/_lib.lua
+is the Lua side)."""
 
 from __future__ import annotations
 
 from typing import Any, Iterable
+
+import redis
+
+from ..errors import CorruptPartition, InvalidPartition, PartitionConflict, StaleLeaderError
 
 
 def text(value: object) -> str:
@@ -44,3 +49,23 @@ def parse_member(value: Any) -> tuple[int, int, int]:
 def member_id(value: Any) -> str:
     """The partition id of an ``ids`` index member, as stored (a string)."""
     return text(value).split(":", 1)[0]
+
+
+def expect_leader(reply: Any, namespace: str, epoch: int | str) -> Any:
+    """``reply`` of a leader-fenced script, or :class:`StaleLeaderError` when
+    it answered ``stale_leader`` (the one translation, the one message)."""
+    if text(reply[0]) == "stale_leader":
+        raise StaleLeaderError(
+            f"{namespace}: epoch {epoch} is no longer the leader's: the write was refused")
+    return reply
+
+
+def script_error(exc: redis.ResponseError) -> Exception:
+    """The elk error a script raised (``ELK_CONFLICT`` / ``ELK_CORRUPT`` /
+    ``ELK_INVALID`` tags, _lib.lua), or ``exc`` itself."""
+    msg = str(exc)
+    for tag, cls in (("ELK_CONFLICT", PartitionConflict), ("ELK_CORRUPT", CorruptPartition),
+                     ("ELK_INVALID", InvalidPartition)):
+        if tag in msg:
+            return cls(msg[msg.index(tag) + len(tag):].split(" script:")[0].strip())
+    return exc

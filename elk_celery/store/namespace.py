@@ -1,17 +1,22 @@
-"""Namespace-wide state: the leader lease, the node registry, dispatch and
-recovery, job metadata and reset. Partition-level operations live in the
-strategies; this object wraps one strategy and adds the rest."""
+"""Namespace-wide state: the leader lease, the node registry, dispatch,
+recovery, planning, gap scans, compaction, the breaker's record, job
+metadata and reset, with one public method per script and per read the
+rest of the package needs. Partition-level operations live in
+store/partitions.py (the strategy); this object wraps one strategy and adds
+the rest. Nothing outside store/ touches a key or a Redis command."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ..errors import StaleLeaderError
-from ..models import MAX_ID, MAX_PARTITION_ID, MIN_ID, check_fence, check_int
-from ..strategies.base import PartitionStrategy
-from .codec import member_id, parse_member, text
+from ..keys import registry_key
+from ..models import MAX_ID, MAX_PARTITION_ID, MIN_ID, Partition, check_fence, check_int
+from .codec import expect_leader, flag, int_or_none, ints, member_id, parse_member, text
+from .partitions import PartitionStrategy
 
 
 @dataclass(frozen=True)
@@ -116,12 +121,11 @@ class NamespaceStore:
         """The strategy's settings (runtime overrides replace them: Job.refresh_settings)."""
         return self.strategy.settings
 
-    def _run(self, op: str, args: list[Any], ids: list[int] | None = None) -> Any:
+    def _run(self, op: str, args: list[Any], ids: Sequence[int | str] | None = None) -> Any:
         return self.strategy._run(op, ids or [], args)
 
     def register(self) -> None:
         """List the namespace in the prefix's registry (for operators' tools)."""
-        from ..keys import registry_key
         self.redis.sadd(registry_key(self.keys.prefix), self.namespace)
 
     def server_time_ms(self) -> int:
@@ -183,8 +187,22 @@ class NamespaceStore:
 
     def held_by(self, node_id: str) -> list[int]:
         """Ids of partitions ``node_id`` holds (read from the lease index)."""
-        ids = [int(text(i)) for i in self.redis.zrange(self.keys.leases, 0, -1)]
-        return [p.partition_id for p in self.strategy.get_partitions(ids) if p.node_id == node_id]
+        return [p.partition_id for p in self.strategy.get_partitions(self.leased_ids())
+                if p.node_id == node_id]
+
+    def leased_ids(self, limit: int | None = None) -> list[int]:
+        """Ids of the partitions with a lease (claimed or running), oldest
+        lease expiry first."""
+        return ints(self.redis.zrange(self.keys.leases, 0, -1 if limit is None else limit - 1))
+
+    def holds_live_lease(self, node_id: str) -> bool:
+        """Does ``node_id`` hold a partition whose lease has not expired?"""
+        if not self.redis.hget(self.keys.inflight, node_id):
+            return False
+        now = self.server_time_ms() / 1000
+        return any(p.node_id == node_id and p.lease_expires_at is not None
+                   and p.lease_expires_at.timestamp() > now
+                   for p in self.strategy.get_partitions(self.leased_ids()))
 
     def unregister(self, node_id: str) -> list[int]:
         """Release everything the node holds (pending at once) and forget it."""
@@ -208,14 +226,12 @@ class NamespaceStore:
         """Take back partitions whose lease expired or whose owner died:
         (ids back to pending, ids failed for good, ids newly quarantined
         because their stored value is not an elk partition)."""
-        ids = [int(text(i)) for i in self.redis.zrange(self.keys.leases, 0, limit - 1)]
+        ids = self.leased_ids(limit)
         if not ids:
             return [], [], []
-        r = self._run("recover", [epoch, self.settings.max_retries, *ids], ids)
-        if text(r[0]) != "ok":
-            raise StaleLeaderError(f"{self.namespace}: epoch {epoch} is no longer the leader's")
-        return ([int(text(i)) for i in r[1]], [int(text(i)) for i in r[2]],
-                [int(text(i)) for i in r[3]])
+        r = expect_leader(self._run("recover", [epoch, self.settings.max_retries, *ids], ids),
+                          self.namespace, epoch)
+        return ints(r[1]), ints(r[2]), ints(r[3])
 
     def dispatch(self, epoch: int | str = "", limit: int = 1000,
                  resend_after_ms: int | None = None, *, refill_below: int | None = None,
@@ -226,11 +242,10 @@ class NamespaceStore:
         leader once at most that many sent messages are left unclaimed, or
         at most ``plan_below`` partitions are pending."""
         resend = resend_after_ms if resend_after_ms is not None else self.settings.ms("allocation_interval")
-        r = self._run("dispatch", [epoch, max(0, int(limit)), resend,
-                                   "" if refill_below is None else int(refill_below),
-                                   int(plan_below)])
-        if text(r[0]) != "ok":
-            raise StaleLeaderError(f"{self.namespace}: epoch {epoch} is no longer the leader's")
+        r = expect_leader(self._run("dispatch", [epoch, max(0, int(limit)), resend,
+                                                 "" if refill_below is None else int(refill_below),
+                                                 int(plan_below)]),
+                          self.namespace, epoch)
         due = [parse_member(m) for m in r[1]]
         nxt = int(r[2])
         return Dispatched(due, None if nxt < 0 else nxt, int(r[3]))
@@ -239,7 +254,7 @@ class NamespaceStore:
         """One read of what the leader sizes its round by (store/lua/flow.lua);
         with ``queued_within_ms``, only messages sent that recently count as
         queued."""
-        r = self._run("flow", ["1" if with_slots else "0",
+        r = self._run("flow", [flag(with_slots),
                                "" if queued_within_ms is None else max(1, int(queued_within_ms))])
         raw = text(r[9])
         try:
@@ -265,14 +280,13 @@ class NamespaceStore:
         check_int(min_tail, "least tail IDs", 1, 2**53 - 1)
         for _ in range(3):  # next_pid moves only when partitions are created meanwhile
             tail = int(self.redis.hget(self.keys.meta, "next_pid") or 0)
-            r = self._run("split", [epoch, partition_id, fence, tail, at, margin, min_tail],
-                          [partition_id, tail])
+            r = expect_leader(
+                self._run("split", [epoch, partition_id, fence, tail, at, margin, min_tail],
+                          [partition_id, tail]), self.namespace, epoch)
             code = text(r[0])
             if code == "ok":
                 return Split("ok", int(text(r[1])), int(text(r[2])), int(text(r[3])),
                              int(text(r[4])))
-            if code == "stale_leader":
-                raise StaleLeaderError(f"{self.namespace}: epoch {epoch} is no longer the leader's")
             if code == "refused":
                 return Split(text(r[1]))
         return Split("next_pid")
@@ -288,12 +302,11 @@ class NamespaceStore:
         n = (last - cursor) // size + 1
         for _ in range(3):  # next_pid moves only when partitions are created elsewhere
             first = int(self.redis.hget(self.keys.meta, "next_pid") or 0)
-            r = self._run("plan", [epoch, cursor, last, size, first], list(range(first, first + n)))
+            r = expect_leader(self._run("plan", [epoch, cursor, last, size, first],
+                                        list(range(first, first + n))), self.namespace, epoch)
             code = text(r[0])
             if code == "ok":
                 return int(r[1]), int(r[2])
-            if code == "stale_leader":
-                raise StaleLeaderError(f"{self.namespace}: epoch {epoch} is no longer the leader's")
             if code == "cursor":
                 return 0, -1
         return 0, -1
@@ -390,13 +403,169 @@ class NamespaceStore:
         """Delete every key of the namespace (partitions, indexes, nodes, leader)."""
         ids = [member_id(m) for m in self.redis.zrange(self.keys.ids, 0, -1)]
         keys = self.keys.all_fixed()
-        from ..keys import registry_key
         self.redis.srem(registry_key(self.keys.prefix), self.namespace)
         n = 0
         for start in range(0, len(ids), 500):
             n += self.redis.delete(*self.keys.simple_storage(ids[start:start + 500]))
         return n + self.redis.delete(*keys)
 
+    # -- reads for operators' tools and metrics ----------------------------------
+    def stats_now(self) -> tuple[dict[str, int], int]:
+        """(every stats counter, Redis time ms), read at one instant."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(self.keys.stats)
+        pipe.time()
+        raw, (sec, usec) = pipe.execute()
+        return {text(k): int(v) for k, v in raw.items()}, int(sec) * 1000 + int(usec) // 1000
+
+    def overview(self, leases: int = 1) -> dict[str, Any]:
+        """What a metrics scrape shows of the namespace, in one round trip:
+        Redis time, stats, the leader key and its TTL, nodes (with expiry),
+        in-flight counts, breaker, meta, the oldest pending partition and
+        lease (with their scores), the ids of up to ``leases`` held
+        partitions (`lease_ids`, by expiry) and the ETA's progress samples."""
+        k = self.keys
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.time()
+        pipe.hgetall(k.stats)
+        pipe.get(k.leader)
+        pipe.pttl(k.leader)
+        pipe.zrange(k.nodes, 0, -1, withscores=True)
+        pipe.hgetall(k.inflight)
+        pipe.hgetall(k.breaker)
+        pipe.hgetall(k.meta)
+        pipe.zrange(k.pending, 0, 0, withscores=True)
+        pipe.zrange(k.leases, 0, max(1, leases) - 1, withscores=True)
+        pipe.lrange(k.progress, 0, -1)
+        ((sec, usec), stats, leader, pttl, nodes, inflight, breaker, meta, pending, held,
+         samples) = pipe.execute()
+        return {"now": int(sec) * 1000 + int(usec) // 1000, "stats": stats, "leader": leader,
+                "pttl": pttl, "nodes": nodes, "inflight": inflight,
+                "breaker": {text(a): text(b) for a, b in breaker.items()},
+                "meta": {text(a): text(b) for a, b in meta.items()},
+                # by expiry: the first is the most overdue
+                "pending": pending, "leases": held[:1],
+                "lease_ids": sorted(int(text(m)) for m, _ in held),
+                "samples": parse_samples(samples)}
+
+    # -- the circuit breaker's record (its changes happen in the scripts) ------
+    def breaker_record(self) -> tuple[int, dict[str, str], int, int]:
+        """(Redis time ms, the breaker hash, failures within the failure
+        window, claims refused while open)."""
+        now = self.server_time_ms()
+        window = self.settings.ms("circuit_breaker_failure_window")
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(self.keys.breaker)
+        pipe.zcount(self.keys.breaker_fails, now - window, "+inf")
+        pipe.hget(self.keys.stats, "deferred_breaker")
+        h, in_window, refused = pipe.execute()
+        return now, {text(k): text(v) for k, v in h.items()}, int(in_window), int(refused or 0)
+
+    def reset_breaker(self, reason: str = "reset by operator") -> None:
+        """Close the breaker and forget recent failures."""
+        pipe = self.redis.pipeline()
+        pipe.hset(self.keys.breaker, mapping={"state": "closed", "consecutive": 0, "probes": 0,
+                                              "reason": reason})
+        pipe.delete(self.keys.breaker_fails)
+        pipe.execute()
+
+    # -- compaction ----------------------------------------------------------------
+    def partition_count(self) -> int:
+        """Partitions in the ``ids`` index (every one not compacted)."""
+        return int(self.redis.zcard(self.keys.ids))
+
+    def watermark(self) -> int | None:
+        """Every ID below it is completed (compacted); None = never compacted."""
+        return int_or_none(self.redis.hget(self.keys.meta, "watermark"))
+
+    def compact(self, limit: int = 500, epoch: int | str = "") -> tuple[int, int | None]:
+        """compact.lua over the ``limit`` lowest partitions: (partitions
+        compacted, watermark after)."""
+        members = [text(m) for m in self.redis.zrange(self.keys.ids, 0, max(1, limit) - 1)]
+        if not members:
+            return 0, self.watermark()
+        ids = [member_id(m) for m in members]
+        reply = expect_leader(self._run("compact", [epoch, self.settings.start_id, *members], ids),
+                              self.namespace, epoch)
+        done = int(reply[1])
+        return done, (int(text(reply[2])) if done else self.watermark())
+
+    # -- gap detection (gaps.py decides; these read the ``ids`` index) -------------
+    def gap_meta(self) -> dict[str, Any]:
+        """One read of what a gap check starts from: meta cursor, start_id,
+        watermark, gap_checked, gap_sig, gaps (str or None each), stats
+        created and total, the highest ``ids`` member as (id, min, max) or
+        None, and the count
+        of partitions failed for good."""
+        k = self.keys
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hmget(k.meta, "cursor", "start_id", "watermark", "gap_checked", "gap_sig", "gaps")
+        pipe.hmget(k.stats, "created", "total")
+        pipe.zrevrange(k.ids, 0, 0)
+        pipe.zcard(k.failed)
+        meta, (created, total), top, failed = pipe.execute()
+        names = ("cursor", "start_id", "watermark", "gap_checked", "gap_sig", "gaps")
+        out: dict[str, Any] = {n: None if v is None else text(v) for n, v in zip(names, meta)}
+        out.update(created=int_or_none(created) or 0, total=int_or_none(total) or 0,
+                   top=parse_member(top[0]) if top else None, failed_total=int(failed))
+        return out
+
+    def scan_gaps(self, expected: int, end: int, step: int,
+                  first: bool) -> tuple[int, bool, int, list[tuple[int, int]]]:
+        """gaps.lua: walk at most ``step`` ``ids`` entries from ``expected``
+        (``first``: also look at the entry below it). Returns (next expected
+        ID, finished, entries read, gaps found as (lo, hi))."""
+        nxt, finished, read, flat = self._run(
+            "gaps", [str(expected), str(end), step, flag(first)])
+        nums = ints(flat)
+        return int(text(nxt)), text(finished) == "1", int(read), list(zip(nums[0::2], nums[1::2]))
+
+    def members_between(self, lo: int | str, hi: int | str,
+                        limit: int | None = None) -> list[tuple[int, int, int]]:
+        """(id, min, max) of the partitions whose min ID is in ``lo..hi``
+        (``"(x"``: above x), by min ID; at most ``limit``."""
+        if limit is None:
+            found = self.redis.zrangebyscore(self.keys.ids, lo, hi)
+        else:
+            found = self.redis.zrangebyscore(self.keys.ids, lo, hi, start=0, num=limit)
+        return [parse_member(m) for m in found]
+
+    def members_in(self, ranges: list[tuple[int, int]]) -> list[list[tuple[int, int, int]]]:
+        """:meth:`members_between` of each range, in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for lo, hi in ranges:
+            pipe.zrangebyscore(self.keys.ids, lo, hi)
+        return [[parse_member(m) for m in found] for found in pipe.execute()]
+
+    def member_below(self, min_id: int) -> tuple[int, int, int] | None:
+        """(id, min, max) of the partition with the highest min ID below ``min_id``."""
+        found = self.redis.zrevrangebyscore(self.keys.ids, f"({min_id}", "-inf", start=0, num=1)
+        return parse_member(found[0]) if found else None
+
+    def failed_ids(self, limit: int) -> list[int]:
+        """Ids of (at most ``limit``) partitions failed for good."""
+        return ints(self.redis.zrange(self.keys.failed, 0, limit - 1))
+
+    def forget_gap_checkpoint(self) -> None:
+        self.redis.hdel(self.keys.meta, "gap_checked", "gap_sig", "gaps")
+
+    def create_ranges(self, ranges: list[tuple[int, int]],
+                      epoch: int | str = "") -> list[Partition]:
+        """Pending partitions for ``ranges`` (disjoint, checked by create.lua
+        as a whole): new ids from meta ``next_pid``, one create.lua call (per
+        :attr:`PartitionStrategy.BATCH`), as leader ``epoch``. Raises
+        :class:`~elk_celery.errors.PartitionConflict` (nothing of that call
+        written) or :class:`StaleLeaderError`."""
+        out: list[Partition] = []
+        step = self.strategy.BATCH
+        for start in range(0, len(ranges), step):
+            chunk = ranges[start:start + step]
+            first = int(self.redis.hincrby(self.keys.meta, "next_pid", len(chunk))) - len(chunk)
+            batch = [Partition(partition_id=first + j, min_id=lo, max_id=hi)
+                     for j, (lo, hi) in enumerate(chunk)]
+            self.strategy.create_batch(batch, epoch)
+            out += self.strategy.get_partitions(p.partition_id for p in batch)
+        return out
 
 def parse_samples(entries: list[Any]) -> list[tuple[int, int]]:
     """Progress samples ("ms:finished") as (ms, finished); others are skipped."""

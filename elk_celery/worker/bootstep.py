@@ -23,6 +23,7 @@ from ..leader.loop import LeaderLoop
 from ..leader.process import LeaderProcess
 from ..metrics_bridge import prepare_metrics, start_metrics_if_configured
 from ..settings import shortest
+from .lease import keeper
 from .node import (is_prefork, new_node_id, node_id, pool_name, pool_size, set_node_id,
                    set_pool_size, task_window)
 
@@ -127,6 +128,7 @@ class ElkWorkerStep(bootsteps.StartStopStep):
             # one clear line, not a traceback through Celery's blueprint
             log.critical("elk: invalid settings, worker not started: %s", exc)
             raise SystemExit(1) from None
+        keeper.use_hooks(elk.hooks)  # the pool's processes inherit them
         # every worker consumes the leader ticks, whatever its -Q says: ticks
         # must not wait behind a partition backlog in a shared queue
         worker.app.amqp.queues.select_add(leader_queue)
@@ -200,7 +202,7 @@ class ElkWorkerStep(bootsteps.StartStopStep):
         waiting = False
         while errors < 5 and not self.left:
             try:
-                if not any(_renewed_by(job.store, node_id()) for job in elk.jobs.values()):
+                if not any(job.store.holds_live_lease(node_id()) for job in elk.jobs.values()):
                     break
             except Exception:  # noqa: BLE001 - Redis away: don't hang shutdown on it
                 errors += 1
@@ -231,17 +233,6 @@ _RUNNING: dict[int, ElkWorkerStep] = {}
 def running_step(app: Any) -> ElkWorkerStep | None:
     """The elk bootstep of ``app``'s worker running in this process, or None."""
     return _RUNNING.get(id(app))
-
-
-def _renewed_by(store: Any, node: str) -> bool:
-    """Does ``node`` hold a partition of ``store`` whose lease is still live?"""
-    if not store.redis.hget(store.keys.inflight, node):
-        return False
-    now = store.server_time_ms() / 1000
-    ids = [int(i) for i in store.redis.zrange(store.keys.leases, 0, -1)]
-    return any(p.node_id == node and p.lease_expires_at is not None
-               and p.lease_expires_at.timestamp() > now
-               for p in store.strategy.get_partitions(ids))
 
 
 def drain_and_unregister(elk: ElkHost, step: ElkWorkerStep) -> None:

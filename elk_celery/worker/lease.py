@@ -138,6 +138,17 @@ class LeaseKeeper:
         self._renew_at = math.inf
         self._fence_at = math.inf
 
+    def use_hooks(self, hooks: Any) -> None:
+        """Report renewals to ``hooks``: the worker bootstep's, once, before
+        the pool forks (its processes inherit them)."""
+        self.hooks = hooks
+
+    def adopt_hooks(self, hooks: Any) -> None:
+        """:meth:`use_hooks` unless some were given (a partition run outside
+        a worker: the first run's)."""
+        if self.hooks is None:
+            self.hooks = hooks
+
     def hold(self, store: Any, partition_id: int, fence: int, node_id: str, *,
              claimed_at: float | None = None, heartbeats: bool = True) -> Held:
         """Keep the lease a claim sent at monotonic time ``claimed_at`` (default:

@@ -205,7 +205,7 @@ def run_partition(task: Task, job: Job, partition_id: int, min_id: int, max_id: 
         return f"skipped: {c.code}"
 
     lo, hi = c.min_id if c.min_id is not None else min_id, c.max_id if c.max_id is not None else max_id
-    keeper.hooks = hooks
+    keeper.adopt_hooks(hooks)  # the bootstep gave them already, in a worker
     options = {**job.spec.options, **c.options}
     started = time.perf_counter()
     outcome, items, error = "completed", 0, None
@@ -240,18 +240,16 @@ def run_partition(task: Task, job: Job, partition_id: int, min_id: int, max_id: 
 
     if outcome == "completed":
         # elk's own write: a Redis hiccup here is not the processor's failure
-        def complete() -> str:
-            return _complete(store, hooks, partition_id, node, c.fence, items)
-
         def report(result: str) -> None:
             hooks.on_partition_done(ns, node, name, outcome=result, items=items,
                                     duration=duration, min_id=lo, max_id=hi)
         req = task.request
-        if not (req.called_directly or req.is_eager) and completion.send(
-                store, partition_id, node, c.fence, items, report, complete):
+        done = completion.record(store, hooks, partition_id, node, c.fence, items, report,
+                                 defer=not (req.called_directly or req.is_eager))
+        if done is None:
             # recorded by Redis now; its reply is read later (worker/completion.py)
             return f"done: {items} items, fence {c.fence}"
-        outcome = complete()
+        outcome = done
     elif outcome in ("lost", "stopped"):
         # hand it back now if still ours (a node whose heartbeat only lapsed
         # still owns it; a paused job's is sent again after resume) rather
@@ -279,32 +277,6 @@ def run_partition(task: Task, job: Job, partition_id: int, min_id: int, max_id: 
     hooks.on_partition_done(ns, node, name, outcome=outcome, items=items, duration=duration,
                             min_id=lo, max_id=hi)
     return f"{outcome}: {items} items, fence {c.fence}"
-
-
-def _complete(store: Any, hooks: Any, partition_id: int, node: str, fence: int, items: int,
-              attempts: int = 5) -> str:
-    """Record the completion, retrying Redis errors (safe: the write is fenced,
-    and complete.lua answers a repeat of our own completion 'ok')."""
-    delay = 0.2
-    for attempt in range(attempts):
-        try:
-            with timed(hooks, "complete"):
-                store.strategy.complete_partition(partition_id, node, fence, items)
-            return "completed"
-        except StaleFenceError as exc:
-            log.warning("elk: %s", exc)
-            return "stale"
-        except CorruptPartition as exc:  # the leader's recovery quarantines it
-            log.error("elk: could not record partition %s done: %s", partition_id, exc)
-            return "corrupt"
-        except Exception as exc:  # noqa: BLE001 - Redis away: try again, then give up
-            if attempt == attempts - 1:
-                log.error("elk: could not record partition %s done (%r); its lease will lapse "
-                          "and it will run again", partition_id, exc)
-                return "lost"
-            time.sleep(delay)
-            delay *= 2
-    return "lost"
 
 
 @signals.worker_process_shutdown.connect(weak=False)

@@ -19,7 +19,7 @@ The checks:
 * no completion was accepted from a stale fence: the stored fence is the
   highest any run of that partition had, and belongs to a run that did its
   work on the stored node;
-* the stats equal a recount (tests/unit/invariants.py), and count N items.
+* the stats equal a recount (tests/invariants.py), and count N items.
 """
 
 from __future__ import annotations

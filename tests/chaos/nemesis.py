@@ -34,7 +34,7 @@ from elk_celery.store.namespace import NamespaceStore
 from tests.chaos.checker import Fault, Verdict, check, read_runs
 from tests.conftest import CeleryProc, Cluster, unique_namespace, wait_for
 from tests.netproxy import TcpProxy
-from tests.unit.invariants import check_invariants
+from tests.invariants import check_invariants
 
 #: the chaos job's settings (besides tests/apps/jobapp.py's short defaults:
 #: heartbeat 0.5 s, node expiry 2 s, leader lease 3 s): a lease much longer

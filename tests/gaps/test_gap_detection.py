@@ -13,7 +13,7 @@ import elk_celery.gaps as gaps_mod
 from elk_celery.gaps import MAX_REMEMBERED, Gap, GapDetector, compact_all, compact_completed
 from elk_celery.planners import RangePlanner
 from elk_celery.store.namespace import NamespaceStore
-from tests.unit.invariants import check_invariants
+from tests.invariants import check_invariants
 
 
 #: Random histories per strategy (ELK_GAP_SEEDS=200 for a long soak).

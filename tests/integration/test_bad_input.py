@@ -23,6 +23,7 @@ from elk_celery.leader.tick import tick_job
 from elk_celery.models import MAX_ITEMS, MAX_PARTITION_ID, Partition
 from elk_celery.planners import checked_next_max, checked_size
 from elk_celery.store.namespace import NamespaceStore
+from tests.raw_script import run_script
 
 FAST = dict(elk_heartbeat_interval=0.5, elk_leader_election_interval=0.5, elk_leader_lock_expiry=3,
             elk_partition_lock_expiry=3, elk_defer_delay=0.1, elk_circuit_breaker_enabled=False)
@@ -335,7 +336,7 @@ def test_bi_25_numbers_a_script_cannot_hold_exactly(s):
     c = s.claim(1, "n1")
     before = _state(s)
     with pytest.raises(InvalidPartition) as e:
-        s._run("complete", [1], ["n1", "0", 1, c.fence, str(10**17)])
+        run_script(s, "complete", [1], ["n1", "0", 1, c.fence, str(10**17)])
     _says(e.value, "items 100000000000000000", "must be an integer from 0 to 9007199254740991")
     assert _state(s) == before
 

@@ -18,7 +18,6 @@ from elk_celery import Elk, Hooks, RangePlanner, partitioned_task
 from elk_celery.models import Partition
 from elk_celery.store.namespace import NamespaceStore
 from elk_celery.worker import completion
-from elk_celery.worker.runner import _complete
 
 
 @pytest.fixture
@@ -67,8 +66,7 @@ def test_a_completion_whose_reply_was_lost_is_not_a_stale_write(cut, proxy):
     store = NamespaceStore(cut)
     outcomes: list[str] = []
     dropped = proxy.arm(cut.scripts.sha("complete").encode())
-    assert completion.send(store, 1, "n1", c.fence, 10, outcomes.append,
-                           lambda: _complete(store, Hooks(), 1, "n1", c.fence, 10))
+    assert completion.record(store, Hooks(), 1, "n1", c.fence, 10, outcomes.append) is None
     completion.settle_all()  # reads the (lost) reply, then writes it again
     assert dropped.is_set() and proxy.drops == 1
     assert outcomes == ["completed"]

@@ -10,7 +10,7 @@ import pytest
 from elk_celery import ElkSettings, HashPartitionStrategy, Hooks
 from elk_celery.store.connection import redis_from_url
 from elk_celery.store.namespace import NamespaceStore
-from elk_celery.worker.runner import _complete
+from elk_celery.worker.completion import complete_now
 
 
 def test_completion_survives_a_redis_restart(tmp_path):
@@ -28,7 +28,7 @@ def test_completion_survives_a_redis_restart(tmp_path):
         restarter = threading.Timer(0.5, server.start)
         restarter.start()
         # the first tries fail while Redis is down; a later one records it
-        assert _complete(NamespaceStore(s), Hooks(), 1, "n1", c.fence, 10) == "completed"
+        assert complete_now(NamespaceStore(s), Hooks(), 1, "n1", c.fence, 10) == "completed"
         restarter.join()
         p = s.get_partition(1)
         assert str(p.status) == "completed" and p.items_processed == 10

@@ -8,19 +8,9 @@ import runpy
 
 import pytest
 
-from tests.monitoring.conftest import MONITORING, run_promtool
+from tests.monitoring.conftest import (DASHBOARD, GRAFANA, MONITORING, dashboard, queries,
+                                       run_promtool)
 from tests.monitoring.promql import metric_names, unknown_names
-
-GRAFANA = MONITORING / "grafana"
-DASHBOARD = GRAFANA / "dashboards" / "elk_celery.json"
-
-
-def dashboard() -> dict:
-    return json.loads(DASHBOARD.read_text())
-
-
-def queries() -> list[tuple[str, str]]:
-    return [(p["title"], t["expr"]) for p in dashboard()["panels"] for t in p.get("targets", [])]
 
 
 def test_dashboard_is_generated_from_its_builder():

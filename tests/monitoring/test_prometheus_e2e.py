@@ -14,9 +14,7 @@ import pytest
 
 from tests.conftest import wait_for
 from tests.integration.helpers import done
-from tests.monitoring.conftest import MONITORING
-from tests.monitoring.test_dashboard import queries
-from tests.monitoring.test_worker_metrics import free_port, get
+from tests.monitoring.conftest import MONITORING, free_port, get, queries
 
 pytestmark = pytest.mark.slow
 

@@ -5,32 +5,17 @@ from __future__ import annotations
 
 import ast
 import json
-import socket
 import sys
-import urllib.request
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import CeleryProc, wait_for
 from tests.integration.helpers import done
-from tests.monitoring.conftest import MONITORING, run_promtool
+from tests.monitoring.conftest import MONITORING, free_port, get, run_promtool
 from tests.monitoring.promql import FLOWER
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def get(url: str, timeout: float = 5) -> str | None:
-    try:
-        return urllib.request.urlopen(url, timeout=timeout).read().decode()
-    except OSError:
-        return None
 
 
 def total(text: str, name: str, **labels: str) -> float:

@@ -11,6 +11,7 @@ import redis
 
 from elk_celery.models import Partition
 from elk_celery.store.namespace import NamespaceStore
+from elk_celery.hooks import Hooks
 from elk_celery.worker import completion
 
 
@@ -61,7 +62,7 @@ def test_an_owed_reply_is_read_before_the_next_command(strategy):
     c = strategy.worker_claim(1, "n1")
     outcomes: list[str] = []
     store = NamespaceStore(strategy)
-    assert completion.send(store, 1, "n1", c.fence, 10, outcomes.append, lambda: "lost")
+    assert completion.record(store, Hooks(), 1, "n1", c.fence, 10, outcomes.append) is None
     assert len(strategy.line.owed) == 1
     # the claim reads the completion's reply first, then its own
     c2 = strategy.worker_claim(2, "n1")
@@ -82,8 +83,8 @@ def test_the_line_uses_the_urls_password(private_redis, strategy_cls, namespace)
         c = strategy.worker_claim(1, "n1")
         assert c.ok
         outcomes: list[str] = []
-        assert completion.send(NamespaceStore(strategy), 1, "n1", c.fence, 5, outcomes.append,
-                               lambda: "lost")
+        assert completion.record(NamespaceStore(strategy), Hooks(), 1, "n1", c.fence, 5,
+                                 outcomes.append) is None
         completion.settle_all()
         assert outcomes == ["completed"]
     finally:

@@ -20,7 +20,7 @@ import pytest
 
 from elk_celery import ElkSettings, StaleFenceError
 
-from .invariants import check_invariants
+from tests.invariants import check_invariants
 
 N_PROCS = 6
 N_PARTS = 200

@@ -12,22 +12,10 @@ from elk_celery import (CorruptPartition, ElkError, ElkSettings, HashPartitionSt
                         StrategyType, VersionConflict)
 from elk_celery.store.connection import text
 
-from .invariants import check_invariants, eventually
+from tests.invariants import check_invariants, eventually
+from tests.partitions import SHORT, claimed, parts
 
 #: short leases for preemption tests: expire fast, still valid settings
-SHORT = {"heartbeat_interval": 0.1, "partition_lock_expiry": 0.3}
-
-
-def parts(*ids: int, size: int = 10) -> list[dict]:
-    return [{"partition_id": i, "min_id": i * size + 1, "max_id": (i + 1) * size} for i in ids]
-
-
-def claimed(strategy, pid: int, node: str = "n1") -> Partition:
-    p = strategy.acquire_partition(pid, node)
-    assert p is not None, f"could not claim {pid}"
-    return p
-
-
 # ----------------------------------------------------------------- basics
 
 def test_strategy_type_and_public_names(strategy):
@@ -145,6 +133,26 @@ def test_acquire_claims_with_a_fence(strategy):
     s = strategy.get_partition_stats()
     assert (s.pending_count, s.claimed_count) == (0, 1)
     check_invariants(strategy)
+
+
+def test_acquire_reads_what_its_claim_wrote_in_one_round_trip(strategy, monkeypatch):
+    strategy.create_partitions_if_not_exist(parts(1, 2))
+    strategy.scripts.load("claim")  # as after the first claim (and connected)
+    sends = []
+    real = redis.connection.AbstractConnection.send_packed_command
+
+    def counted(self, command, check_health=True):
+        sends.append(command)
+        return real(self, command, check_health)
+
+    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counted)
+    p = strategy.acquire_partition(1, "n1")
+    assert len(sends) == 1  # claim and read, one pipeline
+    monkeypatch.undo()
+    assert p == strategy.get_partition(1)  # the same partition a separate read finds
+    strategy.redis.script_flush()  # Redis forgot the scripts (a restart): loaded again
+    q = strategy.acquire_partition(2, "n1")
+    assert q is not None and q.status == "claimed" and q.node_id == "n1"
 
 
 def test_acquire_returns_none_when_held_by_anyone_even_the_same_node(strategy):

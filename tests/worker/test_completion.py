@@ -8,7 +8,6 @@ from elk_celery import Hooks
 from elk_celery.models import Partition
 from elk_celery.store.namespace import NamespaceStore
 from elk_celery.worker import completion
-from elk_celery.worker.runner import _complete
 
 
 def _claimed(strategy, pid: int = 1):
@@ -18,13 +17,22 @@ def _claimed(strategy, pid: int = 1):
     return strategy.claim(pid, "n1")
 
 
-def _send(strategy, pid, fence, outcomes, fallbacks):
-    store = NamespaceStore(strategy)
+class Writes(Hooks):
+    """Counts the synchronous completion writes (the fallback's)."""
 
-    def fallback() -> str:  # what the runner passes: its retrying synchronous write
-        fallbacks.append(pid)
-        return _complete(store, Hooks(), pid, "n1", fence, 10)
-    return completion.send(store, pid, "n1", fence, 10, outcomes.append, fallback)
+    def __init__(self, into: list[int]) -> None:
+        self.into = into
+
+    def on_redis_call(self, operation, duration, error) -> None:
+        if operation == "complete":
+            self.into.append(1)
+
+
+def _send(strategy, pid, fence, outcomes, fallbacks) -> bool:
+    """Record the completion with its reply read later; True when sent."""
+    store = NamespaceStore(strategy)
+    return completion.record(store, Writes(fallbacks), pid, "n1", fence, 10,
+                             outcomes.append) is None
 
 
 def test_the_completion_lands_before_its_reply_is_read(strategy, redis_client):
@@ -56,7 +64,7 @@ def test_a_reply_that_cannot_be_read_is_settled_by_writing_again(strategy):
     outcomes: list[str] = []
     fallbacks: list[int] = []
     assert _send(strategy, 1, c.fence, outcomes, fallbacks)
-    pending = next(iter(completion._pending))
+    pending = completion.pending()[0]
     pending.store.strategy.line.drop()  # the reply is gone with the connection
     completion.settle_all()
     # the repeat found its own completion done: success, written once

@@ -10,7 +10,7 @@ from elk_celery.errors import InvalidPartition
 from elk_celery.models import MAX_ID, MIN_ID
 from elk_celery.store.namespace import NamespaceStore
 
-from .invariants import check_invariants
+from tests.invariants import check_invariants
 
 
 def _one(strategy, lo=1, hi=1000):

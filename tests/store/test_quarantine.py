@@ -13,7 +13,7 @@ from elk_celery.compaction import compact_completed
 from elk_celery.store.connection import text
 from elk_celery.store.namespace import NamespaceStore
 
-from .invariants import check_invariants
+from tests.invariants import check_invariants
 
 
 def _parts(*ids):

@@ -17,7 +17,8 @@ from elk_celery import (ElkSettings, InvalidPartition, PartitionConflict, StaleF
                         VersionConflict)
 from elk_celery.store.connection import text
 
-from .invariants import check_invariants
+from tests.invariants import check_invariants
+from tests.raw_script import run_script
 
 PIDS = st.integers(0, 3)
 NODES = st.sampled_from(["a", "b"])
@@ -135,7 +136,7 @@ def _apply(op: tuple, s, short) -> None:
         time.sleep(0.004)  # let the 2 ms leases of claim_short run out
         ids = [int(text(m)) for m in s.redis.zrange(s.keys.leases, 0, -1)]
         if ids:
-            s._run("recover", ids, ["", s.settings.max_retries, *ids])
+            run_script(s, "recover", ids, ["", s.settings.max_retries, *ids])
     elif kind == "retry_failed":
         s.retry_failed() if op[1] else s.retry_failed([0, 1, 2])
     else:  # pragma: no cover

@@ -13,7 +13,7 @@ from elk_celery.gaps import GapDetector
 from elk_celery.compaction import compact_completed
 from elk_celery.store.namespace import NamespaceStore
 
-from .invariants import check_invariants, eventually
+from tests.invariants import check_invariants, eventually
 
 
 @pytest.fixture

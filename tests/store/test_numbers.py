@@ -15,7 +15,8 @@ from elk_celery.models import MAX_ITEMS, MAX_PARTITION_ID
 from elk_celery.store.connection import text
 from elk_celery.store.namespace import NamespaceStore
 
-from .invariants import check_invariants
+from tests.invariants import check_invariants
+from tests.raw_script import claim_argv, run_script, stored_values
 
 BIG_PID = 10**14 + 7
 
@@ -23,13 +24,13 @@ BIG_PID = 10**14 + 7
 def _snapshot(s) -> tuple:
     """Everything a half-written script could have changed."""
     r, k = s.redis, s.keys
-    return (s._raw_many([1, 2, BIG_PID]), r.hgetall(k.stats), r.zrange(k.leases, 0, -1, withscores=True),
+    return (stored_values(s, [1, 2, BIG_PID]), r.hgetall(k.stats), r.zrange(k.leases, 0, -1, withscores=True),
             r.zrange(k.pending, 0, -1), r.hgetall(k.inflight), r.hgetall(k.meta))
 
 
 def _claim_argv(s, ids, bad=None) -> list:
     """claim.lua's ARGV for ``ids``; ``bad`` replaces ARGV slots (1-based)."""
-    args = s._claim_args("n1", "running", 0, None, False, True, False)
+    args = claim_argv(s)
     args.append("")  # ARGV[13]: no claim token
     for slot, value in (bad or {}).items():
         args[slot - 1] = value
@@ -75,9 +76,9 @@ def test_scripts_refuse_bad_partition_ids(strategy, bad):
     """The Lua guard, for callers that bypass the Python checks."""
     before = _snapshot(strategy)
     with pytest.raises(InvalidPartition, match="partition id"):
-        strategy._run("claim", [bad], _claim_argv(strategy, [bad]))
+        run_script(strategy, "claim", [bad], _claim_argv(strategy, [bad]))
     with pytest.raises(InvalidPartition, match="partition id"):
-        strategy._run("delete", [bad], [bad])
+        run_script(strategy, "delete", [bad], [bad])
     assert _snapshot(strategy) == before
 
 
@@ -132,7 +133,7 @@ def test_complete_with_too_many_items_is_refused_and_nothing_is_half_written(str
         strategy.complete_partition(1, "n1", c.fence, items)
     # and the script's own guard, for callers that bypass the Python check
     with pytest.raises(InvalidPartition, match="items"):
-        strategy._run("complete", [1], ["n1", "0", 1, c.fence, str(items)])
+        run_script(strategy, "complete", [1], ["n1", "0", 1, c.fence, str(items)])
     assert _snapshot(strategy) == before
     assert str(strategy.get_partition(1).status) == "running"
     check_invariants(strategy)
@@ -149,7 +150,7 @@ def test_update_with_too_many_items_is_refused_and_nothing_is_half_written(strat
     with pytest.raises(InvalidPartition, match="items_processed must be"):
         strategy.update_partition(p)
     with pytest.raises(InvalidPartition, match="items"):
-        strategy._run("update", [1], [1, "", '{"status":"running","node":"n1","items":1e17}', 1000])
+        run_script(strategy, "update", [1], [1, "", '{"status":"running","node":"n1","items":1e17}', 1000])
     assert _snapshot(strategy) == before
     check_invariants(strategy)
 
@@ -192,7 +193,7 @@ def test_every_script_checks_its_numeric_arguments_before_writing(strategy):
     for op, ids, args in _bad_calls(strategy, c):
         before = _snapshot(strategy)
         with pytest.raises(InvalidPartition) as info:
-            strategy._run(op, ids, args)
+            run_script(strategy, op, ids, args)
         assert _snapshot(strategy) == before, (op, args)
         assert "must be" in str(info.value) or "expected" in str(info.value), str(info.value)
     check_invariants(strategy)

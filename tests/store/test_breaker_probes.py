@@ -9,7 +9,7 @@ import pytest
 
 from elk_celery.store.connection import text
 
-from .invariants import check_invariants, eventually
+from tests.invariants import check_invariants, eventually
 
 #: one probe at a time, short open timeout, failures are final
 BREAKER = {"circuit_breaker_consecutive_failures": 3, "circuit_breaker_open_timeout": 0.3,

@@ -14,8 +14,9 @@ from elk_celery import ElkSettings, NamespaceStore, PartitionConflict, StaleLead
 from elk_celery.store import scripts
 from elk_celery.store.connection import text
 
-from .invariants import check_invariants, eventually
-from .test_strategies import SHORT, claimed, parts
+from tests.invariants import check_invariants, eventually
+from tests.partitions import SHORT, claimed, parts
+from tests.raw_script import run_script
 
 LUA = resources.files("elk_celery.store").joinpath("lua")
 LUA_FILES = sorted(p.name for p in LUA.iterdir() if p.name.endswith(".lua"))
@@ -86,21 +87,21 @@ def test_scripts_use_keys_only_through_KEYS_and_never_scan(name):
 # ---------------------------------------------------------- via the runner
 
 def _heartbeat(s, node: str, lifetime_ms: int) -> list:
-    return s._run("heartbeat", [], [node, lifetime_ms, '{"host": "test"}'])
+    return run_script(s, "heartbeat", [], [node, lifetime_ms, '{"host": "test"}'])
 
 
 def _recover(s, ids=None, epoch="", max_retries=None):
     if ids is None:
         ids = [int(text(m)) for m in s.redis.zrange(s.keys.leases, 0, -1)]
     mr = s.settings.max_retries if max_retries is None else max_retries
-    r = s._run("recover", ids, [epoch, mr, *ids])
+    r = run_script(s, "recover", ids, [epoch, mr, *ids])
     if text(r[0]) != "ok":
         return text(r[0])
     return sorted(int(text(i)) for i in r[1]), sorted(int(text(i)) for i in r[2])
 
 
 def _leader(s, op: str, node: str, ms: int = 5000):
-    r = s._run("leader", [], [op, node, ms])
+    r = run_script(s, "leader", [], [op, node, ms])
     return int(r[0]), int(r[1]), text(r[2]), text(r[3])
 
 
@@ -194,10 +195,11 @@ def test_leader_lease_expires_and_a_dead_leader_is_replaced(strategy):
 
 def test_stale_leader_writes_are_refused_and_counted(strategy):
     _, epoch, _, _ = _leader(strategy, "acquire", "A")
-    assert strategy._create(_batch(1), epoch=epoch)[0] == "ok"
+    assert strategy.create_batch(_batch(1), epoch=epoch)[0] == "ok"
     _leader(strategy, "release", "A")
     _leader(strategy, "acquire", "B")  # epoch + 1
-    assert strategy._create(_batch(2), epoch=epoch) == ["stale_leader"]
+    with pytest.raises(StaleLeaderError, match="no longer the leader's: the write was refused"):
+        strategy.create_batch(_batch(2), epoch=epoch)
     assert _recover(strategy, [1], epoch=str(epoch)) == "stale_leader"
     with pytest.raises(StaleLeaderError):
         NamespaceStore(strategy).dispatch(epoch, 10, 1000)
@@ -211,12 +213,12 @@ def _batch(*ids):
 
 
 def test_create_moves_the_planning_cursor_by_compare_and_set(strategy):
-    assert strategy._create(_batch(1), expected_cursor="", new_cursor="20")[0] == "ok"
+    assert strategy.create_batch(_batch(1), expected_cursor="", new_cursor="20")[0] == "ok"
     assert strategy.redis.hget(strategy.keys.meta, "cursor") is None  # '' = don't track
     strategy.redis.hset(strategy.keys.meta, "cursor", "20")
-    assert strategy._create(_batch(2), expected_cursor="20", new_cursor="30")[0] == "ok"
+    assert strategy.create_batch(_batch(2), expected_cursor="20", new_cursor="30")[0] == "ok"
     assert text(strategy.redis.hget(strategy.keys.meta, "cursor")) == "30"
-    lost = strategy._create(_batch(3), expected_cursor="20", new_cursor="40")
+    lost = strategy.create_batch(_batch(3), expected_cursor="20", new_cursor="40")
     assert [text(x) for x in lost] == ["cursor", "30"]
     assert strategy.get_partition(3) is None
 

@@ -8,7 +8,7 @@ import pytest
 from elk_celery.errors import InvalidPartition, JobCancelled
 from elk_celery.store.namespace import NamespaceStore
 
-from .invariants import check_invariants
+from tests.invariants import check_invariants
 
 
 def _two(strategy):

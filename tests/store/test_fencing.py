@@ -12,7 +12,8 @@ from elk_celery.store.namespace import NamespaceStore
 
 from tests.conftest import wait_for
 
-from .invariants import check_invariants
+from tests.invariants import check_invariants
+from tests.raw_script import stored_values
 
 
 def _server_ms(r) -> int:
@@ -47,7 +48,7 @@ def test_reset_while_a_worker_holds_a_partition(strategy):
 def test_fences_and_epochs_after_a_failover_that_lost_writes(strategy):
     store = NamespaceStore(strategy)
     strategy.create_partitions_if_not_exist([{"partition_id": 1, "min_id": 1, "max_id": 10}])
-    snapshot = strategy._raw_many([1])[0]
+    snapshot = stored_values(strategy, [1])[0]
     epoch_snapshot = strategy.redis.hget(strategy.keys.meta, "epoch")
     handed_out, epochs = [], []
     for _ in range(3):  # the writes the new master never saw
