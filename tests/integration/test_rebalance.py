@@ -9,24 +9,15 @@ import signal
 from collections import Counter
 
 from tests.conftest import wait_for
-from tests.integration.helpers import ledger, stats
+from tests.integration.helpers import blocks, ledger, stats
 
 from elk_celery import HashPartitionStrategy, Status
-
-
-def _blocks(client, namespace) -> list[tuple[int, int, str, str]]:
-    out = []
-    for raw in client.lrange(f"{namespace}:blocks", 0, -1):
-        rng, node, _fence, ev = raw.decode().split("|")
-        lo, hi = rng.split("-")
-        out.append((int(lo), int(hi), node, ev))
-    return out
 
 
 def _ids_walked(client, namespace) -> Counter[int]:
     """How many times each ID's block was started."""
     seen: Counter[int] = Counter()
-    for lo, hi, _, ev in _blocks(client, namespace):
+    for lo, hi, _, ev in blocks(client, namespace):
         if ev == "start":
             seen.update(range(lo, hi + 1))
     return seen
@@ -111,7 +102,7 @@ def test_a_split_partition_whose_owner_dies(cluster, redis_client, namespace):
     wait_for(split_on_w1, 90, lambda: "a split of a partition w1 runs\n" + c.logs())
     w1.signal(signal.SIGKILL, group=True)
     w1.wait(10)
-    before = _blocks(redis_client, namespace)
+    before = blocks(redis_client, namespace)
     running = {(lo, hi) for lo, hi, node, ev in before if ev == "start" and node.startswith("w1@")} - \
         {(lo, hi) for lo, hi, node, ev in before if ev == "end"}
     wait_for(lambda: _all_done(redis_client, namespace), 120, lambda: "the job\n" + c.logs())
