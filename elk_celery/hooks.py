@@ -36,6 +36,13 @@ class Hooks:
     def on_recovered(self, namespace: str, *, recovered: int, failed: int) -> None:
         """After partitions of dead owners went back to pending (or failed)."""
 
+    def on_split(self, namespace: str, *, splits: int) -> None:
+        """After a round split ``splits`` tails off running partitions onto idle slots."""
+
+    def on_tail(self, namespace: str, *, seconds: float) -> None:
+        """A job's tail ended: ``seconds`` from the first round that found nothing
+        left to claim while partitions ran, to the round that found none running."""
+
     def on_stale_leader(self, namespace: str, node: str, epoch: int) -> None:
         """A leader write was refused: another leader took over."""
 

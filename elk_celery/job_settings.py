@@ -39,6 +39,8 @@ class JobSettings(TypedDict, total=False):
     keep_completed: int
     gap_detection: bool
     start_id: int
+    split_partitions: bool
+    target_partition_seconds: Duration | None
     queue: str | None
     circuit_breaker_enabled: bool
     circuit_breaker_consecutive_failures: int

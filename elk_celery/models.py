@@ -113,6 +113,15 @@ class Partition:
     block_end: int | None = None
     #: items its current (or last) run reported so far (progress(), blocks())
     progress_items: int | None = None
+    #: the partition this one was split from (dynamic rebalancing), if any
+    parent_id: int | None = None
+    #: times its range was split (its tail given to another partition)
+    splits: int = 0
+    #: server time (ms) its current (or last) run was claimed, and the ID it
+    #: resumed at then; when its checkpoint was last recorded (ms)
+    run_started_ms: int | None = None
+    run_from: int | None = None
+    checkpoint_ms: int | None = None
 
     @property
     def size(self) -> int:
@@ -154,6 +163,11 @@ class Partition:
                 checkpoint=_opt_int(d.get("ckpt")),
                 block_end=_opt_int(d.get("blk")),
                 progress_items=_opt_int(d.get("prog")),
+                parent_id=_opt_int(d.get("parent")),
+                splits=int(d.get("splits") or 0),
+                run_started_ms=_opt_int(d.get("t0")),
+                run_from=_opt_int(d.get("r0")),
+                checkpoint_ms=_opt_int(d.get("ckpt_at")),
             )
         # AttributeError: valid JSON that is not an object ('[1, 2]', '"x"')
         except (ValueError, KeyError, TypeError, AttributeError) as exc:

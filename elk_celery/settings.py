@@ -81,6 +81,12 @@ class ElkSettings:
     gap_detection: bool = True
     #: First ID of a job.
     start_id: int = 1
+    #: Split the unclaimed tail of a long-running partition onto idle slots
+    #: (only partitions whose processor walks ``partition.blocks()``).
+    split_partitions: bool = True
+    #: Size new partitions so each takes about this long (seconds), from the
+    #: measured IDs/s of recent partitions; None = the planner's size.
+    target_partition_seconds: float | None = None
     #: Celery queue of partition tasks (None = the app's default queue).
     queue: str | None = None
     #: Celery queue of leader ticks; every elk worker consumes it in addition to its -Q.
@@ -180,6 +186,10 @@ class ElkSettings:
         for name in ("max_retries", "max_pending_partitions", "keep_completed"):
             if getattr(self, name) < 0:
                 raise bad(name, "must be an integer >= 0")
+        if self.target_partition_seconds is not None and self.target_partition_seconds <= 0:
+            raise bad("target_partition_seconds",
+                      "must be a positive duration (seconds or timedelta), or None for the "
+                      "planner's partition size")
         if self.node_expiry is not None and self.node_expiry <= self.heartbeat_interval:
             raise bad("node_expiry", f"must exceed elk_heartbeat_interval ({self.heartbeat_interval})")
         if self.partition_lock_expiry <= 2 * self.heartbeat_interval:

@@ -29,6 +29,8 @@ def partition_dict(p: Partition) -> dict[str, Any]:
         # the items the current run reported, the share of IDs checkpointed
         "checkpoint": p.checkpoint, "block_end": p.block_end,
         "progress_items": p.progress_items, "done_fraction": round(p.done_fraction, 4),
+        # dynamic rebalancing: the partition it was split from, its own splits
+        "parent_id": p.parent_id, "splits": p.splits,
     }
 
 

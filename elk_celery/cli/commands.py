@@ -244,12 +244,13 @@ def partitions(ctx: click.Context, namespaces: tuple[str, ...], statuses: tuple[
         console.print(f"[bold]{r['namespace']}[/]: {len(r['partitions'])} partition(s)")
         table = Table(header_style="bold")
         for col in ("id", "range", "status", "node", "attempts", "fence", "items", "done",
-                    "updated", "error"):
+                    "split", "updated", "error"):
             table.add_column(col, overflow="fold")
         for p in r["partitions"]:
             table.add_row(str(p["partition_id"]), f"{p['min_id']}..{p['max_id']}", p["status"],
                           p["node_id"] or "-", str(p["attempts"]), str(p["fence"]),
-                          _items_cell(p), _done_cell(p), (p["updated_at"] or "-")[:19],
+                          _items_cell(p), _done_cell(p), _split_cell(p),
+                          (p["updated_at"] or "-")[:19],
                           (p["error"] or "")[:120])
         console.print(table)
 
@@ -259,6 +260,17 @@ def _items_cell(p: dict[str, Any]) -> str:
     if p["status"] != "completed" and p["progress_items"] is not None:
         return f"{p['progress_items']:,} so far"
     return f"{p['items_processed']:,}"
+
+
+def _split_cell(p: dict[str, Any]) -> str:
+    """``from <parent>`` for a tail split off a running partition; ``<n>x``
+    for a partition whose tail was split off n times."""
+    cells = []
+    if p["parent_id"] is not None:
+        cells.append(f"from {p['parent_id']}")
+    if p["splits"]:
+        cells.append(f"{p['splits']}x")
+    return ", ".join(cells) or "-"
 
 
 def _done_cell(p: dict[str, Any]) -> str:

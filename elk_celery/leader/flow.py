@@ -32,6 +32,9 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .rebalance import TailClock
+from .sizing import TimeSizer
+
 if TYPE_CHECKING:
     from ..settings import ElkSettings
     from ..store.namespace import Flow
@@ -66,7 +69,8 @@ class Targets:
 
 
 class FlowMeter:
-    """The completion rate and round time of one job, as its leader saw them."""
+    """The completion rate and round time of one job, as its leader saw them
+    (and its partition sizer and tail clock)."""
 
     def __init__(self) -> None:
         self.rate = 0.0          # partitions finished per second, smoothed
@@ -74,6 +78,8 @@ class FlowMeter:
         self.round_s = 0.0       # a leader round, smoothed
         self.last_queued = 0     # the queued target of the last round
         self._last: tuple[int, int] | None = None  # (server ms, finished)
+        self.sizer = TimeSizer()  # IDs/s of completed runs (target_partition_seconds)
+        self.tail = TailClock()   # the job's tail (the tail metric)
 
     def observe(self, now_ms: int, finished: int, busy: bool = True) -> None:
         """``busy``: there was work to do (partitions pending or sent). A job

@@ -18,6 +18,7 @@ from ..job import LEADER_TICK
 from ..planners import checked_next_max, checked_size, estimated_end
 from ..worker.node import is_registered, node_id
 from .flow import FlowMeter, Targets
+from .rebalance import Rebalanced, rebalance
 from .sender import PartitionSender
 
 if TYPE_CHECKING:
@@ -100,6 +101,7 @@ def lead_round(job: Job, epoch: int, *, full: bool = True, full_gaps: bool = Fal
         flow = store.flow(with_slots=True,
                           queued_within_ms=meter.queued_horizon_ms(meter.last_queued))
     meter.observe(flow.now_ms, flow.completed + flow.failed, busy=flow.pending > 0 or flow.queued > 0)
+    meter.sizer.observe(flow.run_ids, flow.run_ms)
     if full:
         # the ETA's timeline (eta.py): one sample per full round
         store.record_progress(flow.now_ms, flow.completed + flow.failed,
@@ -138,6 +140,18 @@ def lead_round(job: Job, epoch: int, *, full: bool = True, full_gaps: bool = Fal
         # the first chunk's messages go out before the rest is planned
         created, planned_max, error = plan(job, epoch, targets.pending - flow.pending,
                                            flow.cursor, after_first=send)
+    split = Rebalanced()
+    if created:
+        meter.tail.planned()
+    elif s.split_partitions:
+        # idle slots and nothing new to plan: split stragglers (leader/rebalance.py)
+        with timed(job.elk.hooks, "split"):
+            split = rebalance(store, epoch, flow)
+        if split.splits:
+            job.elk.hooks.on_split(job.namespace, splits=split.splits)
+    tail = meter.tail.observe(flow, split.splits)
+    if tail is not None:
+        job.elk.hooks.on_tail(job.namespace, seconds=tail)
     if not created:
         send()
     elif targets.queued - flow.queued - sent[0] > 0:
@@ -147,10 +161,12 @@ def lead_round(job: Job, epoch: int, *, full: bool = True, full_gaps: bool = Fal
         gaps = check_gaps(job, epoch, full=full_gaps) if s.gap_detection else None
         compacted = compact(job, epoch)
     meter.round_took(time.perf_counter() - t0)
+    if split.recheck_in is not None:
+        next_due[0] = min(next_due[0] or 2**62, flow.now_ms + int(split.recheck_in * 1000))
     return {"live_nodes": flow.live_nodes, "slots": targets.slots, "recovered": back,
             "failed": failed, "created": created, "planned_max_id": planned_max,
             "planner_error": error, "gaps": gaps, "compacted": compacted,
-            "dispatched": sent[0], "targets": targets,
+            "dispatched": sent[0], "targets": targets, "split": split.splits, "tail": tail,
             "next_due_in": None if next_due[0] is None else max(0.0, (next_due[0] - flow.now_ms) / 1000)}
 
 
@@ -209,6 +225,8 @@ def plan(job: Job, epoch: int, want: int, cursor: int | str | None,
     try:
         # `partition_size` (a setting, or `elk set` at runtime) wins over the planner's
         size = s.partition_size or checked_size(planner)
+        if s.target_partition_seconds is not None:
+            size = meter_of(job).sizer.size_for(size, s.target_partition_seconds)
         if cursor is None:
             store.init_plan(s.start_id)
             cursor = s.start_id

@@ -89,6 +89,15 @@ LEADER_PLANNING_ERRORS = _counter(
 LEADER_PLANNED_MAX_ID = _gauge(
     "elk_leader_planned_max_id", "Highest ID planned so far, as seen at the last planning step.",
     [NS], "livemostrecent")
+LEADER_SPLITS = _counter(
+    "elk_leader_splits_total",
+    "Tails split off running partitions onto idle slots by the leader (dynamic rebalancing).", [NS])
+LEADER_TAIL = _gauge(
+    "elk_leader_tail_seconds",
+    "The job's last tail: from the first leader round that found nothing left to claim while "
+    "partitions ran, to the round that found none running (compare with the median partition "
+    "time, histogram_quantile(0.5, elk_partition_processing_duration_seconds_bucket)).",
+    [NS], "livemostrecent")
 LEADER_DISPATCHED = _counter(
     "elk_leader_dispatched_total", "Partition task messages sent by the leader.", [NS])
 LEADER_DISPATCH_DURATION = _histogram(

@@ -102,6 +102,12 @@ class PrometheusHooks(Hooks):
         if failed:
             _m.LEADER_RECOVERED(namespace, "failed").inc(failed)
 
+    def on_split(self, namespace: str, *, splits: int) -> None:
+        _m.LEADER_SPLITS(namespace).inc(splits)
+
+    def on_tail(self, namespace: str, *, seconds: float) -> None:
+        _m.LEADER_TAIL(namespace).set(seconds)
+
     def on_stale_leader(self, namespace: str, node: str, epoch: int) -> None:
         node = _node(node)
         _m.LEADER_STALE_WRITES(namespace, node).inc()

@@ -12,8 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import StaleLeaderError
 from ..keys import registry_key
-from ..models import Partition
+from ..models import MAX_ID, MAX_PARTITION_ID, MIN_ID, Partition, check_fence, check_int
 from .codec import expect_leader, flag, int_or_none, ints, member_id, parse_member, text
 from .partitions import PartitionStrategy
 from .connection import is_cluster, server_time, socket_timeout
@@ -44,6 +45,35 @@ class Flow:
     breaker_opened_ms: int
     #: the planning cursor; a str when meta holds something that is not an integer
     cursor: int | str | None
+    #: partitions claimed or running
+    held: int = 0
+    #: IDs walked by completed runs and their time, summed (complete.lua)
+    run_ids: int = 0
+    run_ms: int = 0
+    #: meta ``control``: '' (running), 'paused' or 'cancelled'
+    control: str = ""
+
+    @property
+    def idle_slots(self) -> int:
+        """Live slots with nothing pending or sent to take."""
+        return max(0, self.slots - self.held - self.pending - self.queued)
+
+
+@dataclass(frozen=True)
+class Split:
+    """Reply of :meth:`NamespaceStore.split_partition`: ``code`` 'ok' (then the
+    tail's id and range, and the parent's new last ID) or why not:
+    'missing' | 'not_running' | 'fence' | 'no_blocks' | 'paused' | 'small'."""
+
+    code: str
+    tail_id: int | None = None
+    parent_max_id: int | None = None
+    tail_min_id: int | None = None
+    tail_max_id: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.code == "ok"
 
 
 @dataclass(frozen=True)
@@ -233,7 +263,34 @@ class NamespaceStore:
         except ValueError:
             cursor = raw  # edited by hand: planning reports it (leader/tick.py)
         return Flow(int(r[0]), int(r[1]), int(r[2]), int(r[3]), int(r[4]), int(r[5]),
-                    int(r[6]), text(r[7]), int(r[8]), cursor)
+                    int(r[6]), text(r[7]), int(r[8]), cursor, held=int(r[10]),
+                    run_ids=int(text(r[11])), run_ms=int(text(r[12])), control=text(r[13]))
+
+    def split_partition(self, epoch: int | str, partition_id: int, fence: int, at: int, *,
+                        margin: int = 0, min_tail: int = 1) -> Split:
+        """Split running partition ``partition_id`` (held with ``fence``, as
+        read): it keeps IDs up to ``at`` - or up to its owner's claimed position
+        plus ``margin`` if that is higher - and a new pending partition takes
+        the rest, if that holds at least ``min_tail`` IDs (store/lua/split.lua,
+        where the correctness argument is written down). Raises
+        :class:`StaleLeaderError` for a deposed epoch."""
+        check_int(partition_id, "partition_id", 0, MAX_PARTITION_ID)
+        check_fence(fence)
+        check_int(at, "split at", MIN_ID, MAX_ID)
+        check_int(margin, "margin", 0, 2**53 - 1)
+        check_int(min_tail, "least tail IDs", 1, 2**53 - 1)
+        for _ in range(3):  # next_pid moves only when partitions are created meanwhile
+            tail = int(self.redis.hget(self.keys.meta, "next_pid") or 0)
+            r = expect_leader(
+                self._run("split", [epoch, partition_id, fence, tail, at, margin, min_tail],
+                          [partition_id, tail]), self.namespace, epoch)
+            code = text(r[0])
+            if code == "ok":
+                return Split("ok", int(text(r[1])), int(text(r[2])), int(text(r[3])),
+                             int(text(r[4])))
+            if code == "refused":
+                return Split(text(r[1]))
+        return Split("next_pid")
 
     def plan_range(self, epoch: int | str, cursor: int, last: int, size: int) -> tuple[int, int]:
         """Create pending partitions of ``size`` IDs for ``cursor..last`` in one

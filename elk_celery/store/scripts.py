@@ -19,7 +19,7 @@ from ..models import StrategyType
 OPERATIONS = (
     "claim", "complete", "fail", "release", "renew", "create", "delete", "update",
     "recover", "dispatch", "heartbeat", "leader", "retry_failed", "compact", "gaps",
-    "flow", "plan", "quarantine", "block", "control",
+    "flow", "plan", "quarantine", "block", "split", "control",
 )
 LAYOUTS = tuple(t.value for t in StrategyType)
 

@@ -49,7 +49,9 @@ class PartitionContext:
 
     ``min_id`` is where the work resumes: after the checkpoint an earlier
     owner recorded (``blocks()``, ``checkpoint()``), else the partition's
-    first ID; ``range_min_id`` is always its first ID.
+    first ID; ``range_min_id`` is always its first ID. ``max_id`` is the
+    range's end as last read: a leader may split the unclaimed tail off a
+    range walked with ``blocks()``, which then ends earlier.
     """
 
     def __init__(self, task: Task, job: Job, partition_id: int, fence: int, attempts: int,
@@ -113,6 +115,8 @@ class PartitionContext:
         except StaleFenceError as exc:
             raise LeaseLost(f"{self.namespace} partition {self.partition_id}: {exc}") from None
         self._progress_sent = time.monotonic()
+        # a leader may have split the range's tail off (leader/rebalance.py)
+        self.max_id = block.end
         if block.stop and may_stop:
             raise PartitionStopped(f"{self.namespace} partition {self.partition_id}: the job was "
                                    "paused or cancelled with stop-running")
@@ -206,6 +210,7 @@ def run_partition(task: Task, job: Job, partition_id: int, min_id: int, max_id: 
     started = time.perf_counter()
     outcome, items, error = "completed", 0, None
     held = None
+    ctx: PartitionContext | None = None
     try:
         held = keeper.hold(store, partition_id, c.fence, node, claimed_at=claimed_at,
                            heartbeats=is_registered())
@@ -218,6 +223,8 @@ def run_partition(task: Task, job: Job, partition_id: int, min_id: int, max_id: 
                 result = job.spec.fn(lo, hi, options)
         finally:
             held.stop_interrupts()
+        if ctx is not None:
+            hi = ctx.max_id  # the range's end now: its tail may have been split off
         items = _validate_items(result, lo, hi)
     except LeaseLost:
         outcome = "lost"

@@ -8,7 +8,8 @@ ELK_TEST_WINDOW  task window ('' = the default: the pool size)
 ELK_TEST_SLEEP   seconds each partition takes (each block, with ELK_TEST_BLOCK)
 ELK_TEST_BLOCK   IDs per block: the processor walks partition.blocks(n) and
                  appends "lo-hi|node|fence|start" and "...|end" per block to
-                 ``<ns>:blocks``
+                 ``<ns>:blocks``; its ledger entry ends at the range's end
+                 after the walk (a split may have shortened it)
 ELK_TEST_FAIL    comma-separated min_ids whose partition raises
 ELK_TEST_GARBAGE comma-separated min_ids whose partition returns garbage
 ELK_TEST_SETTINGS JSON of extra elk_* settings
@@ -112,6 +113,7 @@ def job(partition, min_id: int, max_id: int, options: dict) -> object:
                     partition.progress(walked)
                     ledger.rpush(f"{NS}:blocks", f"{lo}-{hi}|{partition.node_id}|{partition.fence}|end")
                 deadline = 0.0
+                max_id = partition.max_id  # the range's end now: a split may have shortened it
             else:
                 deadline = time.monotonic() + SLEEP
             while time.monotonic() < deadline:  # in small steps, so a lost lease stops it

@@ -100,3 +100,16 @@ def test_bench_nodes_memory_and_million_print_their_figures():
     assert re.search(r"leader rounds: [\d,]+, p50 [\d.]+ ms, p99 [\d.]+ ms, max [\d.]+ ms", out), out
     assert re.search(r"Redis used_memory .*: peak [\d.]+ MiB, at the end [\d.]+ MiB", out), out
     assert "items 20,000 (= 20,000 IDs), stale writes 0" in out and "PASS" in out, out
+
+
+def test_bench_rebalance_prints_each_variant_and_loses_nothing():
+    out = _run("bench_rebalance.py", "--scale", "0.2", "--only", "a:default",
+               "--only", "a:no-split", "--only", "b:default", timeout=600)
+    for variant in ("a:default", "a:no-split", "b:default"):
+        row = re.search(rf"^{re.escape(variant)}\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+\S+\s+[\d.]+"
+                        r"\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)$", out, re.M)
+        assert row, out
+        assert float(row.group(1)) > 0 and float(row.group(2)) > 0
+        assert row.group(6) == "0" and row.group(7) == "0", out  # no ID twice, none missing
+    assert "FAILED" not in out, out
+    assert re.search(r"^a:no-split\s+\S+\s+\S+\s+\S+\s+\S+\s+\S+\s+\d+\s+0\s", out, re.M), out

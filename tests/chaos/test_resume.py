@@ -9,31 +9,22 @@ import signal
 import pytest
 
 from tests.conftest import wait_for
-from tests.integration.helpers import done
+from tests.integration.helpers import blocks, done
 
 from elk_celery import HashPartitionStrategy
 
 pytestmark = pytest.mark.chaos
 
 
-def _blocks(client, namespace) -> list[tuple[int, int, str, str]]:
-    out = []
-    for raw in client.lrange(f"{namespace}:blocks", 0, -1):
-        rng, node, _fence, ev = raw.decode().split("|")
-        lo, hi = rng.split("-")
-        out.append((int(lo), int(hi), node, ev))
-    return out
-
-
 def test_a_worker_killed_mid_partition_redoes_only_the_running_block(cluster, redis_client,
                                                                      namespace):
     c = cluster(max_id=1000, size=1000, window=1, sleep=0.3, block=100)
     w1 = c.worker("w1", concurrency=1)
-    ended = lambda: [b for b in _blocks(redis_client, namespace) if b[3] == "end"]  # noqa: E731
+    ended = lambda: [b for b in blocks(redis_client, namespace) if b[3] == "end"]  # noqa: E731
     wait_for(lambda: len(ended()) >= 3, 60, lambda: "three blocks done\n" + c.logs())
     w1.signal(signal.SIGKILL, group=True)
     w1.wait(10)
-    before = _blocks(redis_client, namespace)
+    before = blocks(redis_client, namespace)
     started = {(lo, hi) for lo, hi, _, ev in before if ev == "start"}
     finished = {(lo, hi) for lo, hi, _, ev in before if ev == "end"}
     running = started - finished
@@ -42,9 +33,9 @@ def test_a_worker_killed_mid_partition_redoes_only_the_running_block(cluster, re
     c.worker("w2", concurrency=1)
     wait_for(lambda: done(redis_client, namespace, 1), 90, lambda: "the partition\n" + c.logs())
 
-    blocks = _blocks(redis_client, namespace)
+    walked = blocks(redis_client, namespace)
     starts: dict[tuple[int, int], int] = {}
-    for lo, hi, _, ev in blocks:
+    for lo, hi, _, ev in walked:
         if ev == "start":
             starts[(lo, hi)] = starts.get((lo, hi), 0) + 1
     # ten consecutive blocks of 100 cover 1..1000

@@ -573,3 +573,18 @@ def test_partitions_show_in_partition_progress(cli, namespace, state):
     assert "37 so far" in r.output and "40% (to 440)" in r.output, r.output
     r = cli("watch", "-n", namespace, "--interval", 0.05, "--every", 0.1, "--timeout", 0.3)
     assert "1 running (40% through)" in r.output, r.output
+
+
+def test_partitions_show_a_split_and_its_parent(cli, namespace, state):
+    st, store = state
+    c = st.get_partition(4)  # running on node-b, 401..500
+    st.record_block(4, "node-b", c.fence, done_through=420, size=20)
+    split = store.split_partition(store.leader()[1], 4, c.fence, at=460)
+    assert split.ok
+    out = as_json(cli("partitions", "-n", namespace, "--json"))
+    by_id = {p["partition_id"]: p for p in out["namespaces"][0]["partitions"]}
+    assert (by_id[4]["max_id"], by_id[4]["splits"], by_id[4]["parent_id"]) == (460, 1, None)
+    tail = by_id[split.tail_id]
+    assert (tail["min_id"], tail["max_id"], tail["parent_id"]) == (461, 500, 4)
+    r = cli("partitions", "-n", namespace, "--status", "pending")
+    assert "from 4" in r.output, r.output

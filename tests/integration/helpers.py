@@ -35,3 +35,14 @@ def coverage(runs: list[tuple[int, int, str, int]], max_id: int) -> tuple[set[in
         covered.update(range(lo, hi + 1))
     missing = set(range(1, max_id + 1)) - covered
     return missing, {r: n for r, n in seen.items() if n > 1}
+
+
+def blocks(client: redis.Redis, namespace: str) -> list[tuple[int, int, str, str]]:
+    """(lo, hi, node, 'start'|'end') of each block event tests/apps/jobapp.py
+    recorded (its ELK_TEST_BLOCK mode), in order."""
+    out = []
+    for raw in client.lrange(f"{namespace}:blocks", 0, -1):
+        rng, node, _fence, ev = raw.decode().split("|")
+        lo, hi = rng.split("-")
+        out.append((int(lo), int(hi), node, ev))
+    return out

@@ -72,6 +72,8 @@ def exercise_every_hook(ns: str, node: str = "n1") -> PrometheusHooks:
     h.on_planned(ns, created=0, planned_max_id=None, duration=0.01, error="planner raised")
     h.on_dispatched(ns, sent=4, duration=0.002)
     h.on_recovered(ns, recovered=2, failed=1)
+    h.on_split(ns, splits=3)
+    h.on_tail(ns, seconds=1.5)
     h.on_stale_leader(ns, node, 2)
     h.on_heartbeat(ns, node, ok=True, duration=0.001, held=2, window=3)
     h.on_heartbeat(ns, node, ok=False, duration=0.5)
@@ -128,6 +130,8 @@ def test_hooks_update_the_families(namespace):
     assert value("elk_leader_recovered_total", **ns, outcome="pending") == 2
     assert value("elk_leader_recovered_total", **ns, outcome="failed") == 1
     assert value("elk_leader_stale_writes_total", **node) == 1
+    assert value("elk_leader_splits_total", **ns) == 3
+    assert value("elk_leader_tail_seconds", **ns) == 1.5
     assert value("elk_node_heartbeats_total", **node) == 1
     assert value("elk_node_heartbeat_errors_total", **node) == 1
     assert value("elk_node_heartbeat_duration_seconds_count", **node) == 2

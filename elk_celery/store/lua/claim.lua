@@ -165,6 +165,9 @@ local function claim_one(i, id, p)
   p.probe = probe
   p.claim = token ~= '' and token or nil
   p.hb = now
+  -- this run: when it started and where (its progress rate, leader/rebalance.py);
+  -- `blk` is a block claimed by this run only (split.lua)
+  p.t0, p.r0, p.blk = now, resume_from(p), nil
   move(id, p, target, now, now + lease_ms, node)
   lease_set(i, p, now, lease_ms)
   p_save(i, id, p)

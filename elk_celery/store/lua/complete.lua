@@ -12,7 +12,9 @@
 --        the owner's own completion (same node and fence, e.g. re-sent after
 --        a lost reply) is 'ok' again, not a stale write.
 -- Stats: besides `items`, `node_partitions:<host>` and `node_items:<host>`
--- count completions per worker host.
+-- count completions per worker host; `run_ids` and `run_ms` add up the IDs
+-- each completed run walked (from where its claim resumed) and its time.
+-- Wakes the leader when nothing is left pending or sent (an idle slot).
 
 -- arguments, checked before anything is written (_lib.lua: numbers)
 local node = node_arg(ARGV[1])
@@ -65,6 +67,16 @@ for a = 3, #ARGV, 3 do
     done = done + 1
     count('items', items)  -- summed exactly (_lib.lua: stat)
     count('node_items:' .. host, items)
+    -- IDs this run walked and how long it took: the measured rate that
+    -- sizes partitions by time (leader/sizing.py)
+    local r0, hi = tostring(p.r0 or ''), tostring(p.max)
+    if p.t0 and r0 ~= '' and #r0 < 16 and #hi < 16 then
+      local n = tonumber(hi) - tonumber(r0) + 1
+      if n > 0 then
+        count('run_ids', n)
+        count('run_ms', math.max(0, now - tonumber(p.t0)))
+      end
+    end
     r = {'ok', p.version, '', ''}
   end
   local n = #out
@@ -75,4 +87,10 @@ if done > 0 then
   if ARGV[2] == '1' then breaker_success(probe) end
 end
 flush_stats()
+-- a slot fell idle with nothing left to send it: the leader may split a
+-- running partition for it (leader/rebalance.py)
+if done > 0 and tonumber(redis.call('HGET', KEYS[K_STATS], 'pending') or '0') == 0
+    and redis.call('ZCARD', KEYS[K_QUEUED]) == 0 then
+  wake('idle')
+end
 return out

@@ -10,11 +10,15 @@
 --         prefetched it was killed, the queue was purged); it is sent again
 --         at its resend time, and must not hold the leader back until then.
 -- Reply: {server time ms, pending, completed, failed, queued, live nodes,
---         slots, breaker state, breaker opened_at ms (0 = never), cursor ('' = none)}
+--         slots, breaker state, breaker opened_at ms (0 = never), cursor ('' = none),
+--         held (claimed + running), stats run_ids and run_ms (decimal strings,
+--         complete.lua), meta control ('' = running)}
 
 local horizon = opt_num_arg(ARGV[2] or '', 'queued horizon ms', 1, MAX_EXACT)
 local now = now_ms()
-local c = redis.call('HMGET', KEYS[K_STATS], 'pending', 'completed', 'failed')
+local c = redis.call('HMGET', KEYS[K_STATS], 'pending', 'completed', 'failed', 'claimed',
+  'running', 'run_ids', 'run_ms')
+local meta = redis.call('HMGET', KEYS[K_META], 'cursor', 'control')
 local live, slots = 0, 0
 if ARGV[1] == '1' then
   local nodes = redis.call('ZRANGEBYSCORE', KEYS[K_NODES], '(' .. now, '+inf')
@@ -35,4 +39,5 @@ local b = redis.call('HMGET', KEYS[K_BREAKER], 'state', 'opened_at')
 return {now, tonumber(c[1] or '0'), tonumber(c[2] or '0'), tonumber(c[3] or '0'),
         horizon and redis.call('ZCOUNT', KEYS[K_QUEUED], now - horizon, '+inf')
           or redis.call('ZCARD', KEYS[K_QUEUED]), live, slots, b[1] or 'closed',
-        tonumber(b[2] or '0'), redis.call('HGET', KEYS[K_META], 'cursor') or ''}
+        tonumber(b[2] or '0'), meta[1] or '',
+        tonumber(c[4] or '0') + tonumber(c[5] or '0'), c[6] or '0', c[7] or '0', meta[2] or ''}
