@@ -112,10 +112,10 @@ class RedisClusterTopology(_Topology):
             capture_output=True, text=True, timeout=timeout)
         if out.returncode != 0:
             raise RuntimeError(f"redis-cli --cluster create failed:\n{out.stdout}\n{out.stderr}")
-        wait_for("every node sees a complete cluster", self._settled, timeout)
+        wait_for("every node sees a complete cluster", self.settled, timeout)
         return self
 
-    def _settled(self) -> bool:
+    def settled(self) -> bool:
         for s in self.alive():
             c = _client(s.port)
             try:
@@ -282,10 +282,10 @@ class SentinelTopology(_Topology):
             s = SentinelProcess(self.master.port, self.service, 2, self.dir)
             s.start()
             self.sentinels.append(s)
-        wait_for("every sentinel knows the replica and the other sentinels", self._settled, timeout)
+        wait_for("every sentinel knows the replica and the other sentinels", self.settled, timeout)
         return self
 
-    def _settled(self) -> bool:
+    def settled(self) -> bool:
         for s in self.sentinels:
             c = _client(s.port)
             try:

@@ -141,7 +141,7 @@ def test_worker_line_follows_a_cluster_failover(redis_cluster):
     """A graceful failover (CLUSTER FAILOVER on the replica) moves the slot:
     the line's next claim gets MOVED, falls back to the cluster client, and
     the claim after that goes straight to the new master."""
-    from tests.redis_topologies import _client
+    from tests.redis_topologies import _client, wait_for
     store = _store(redis_cluster.url, unique_namespace("l"))
     s = store.strategy
     try:
@@ -161,6 +161,8 @@ def test_worker_line_follows_a_cluster_failover(redis_cluster):
         assert _line_port(store) == new
     finally:
         store.reset()
+        # the shared cluster again has a replica under every master for the next tests
+        wait_for("the old master serves as a replica", redis_cluster.settled)
 
 
 @pytest.mark.chaos  # a Sentinel failover takes ~10 s
