@@ -14,7 +14,6 @@ See docs/architecture.md for the layers.
 from __future__ import annotations
 
 import ast
-from collections import defaultdict
 from functools import lru_cache
 from pathlib import Path
 

@@ -10,7 +10,6 @@ from ..breaker import CircuitBreaker
 from ..eta import Eta, describe
 from ..eta import eta_of as job_eta
 from ..models import Partition
-from ..store.codec import text
 from ..worker.node import hostname_of
 from ._context import Target
 

@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import StaleLeaderError
 from ..keys import registry_key
 from ..models import MAX_ID, MAX_PARTITION_ID, MIN_ID, Partition, check_fence, check_int
 from .codec import expect_leader, flag, int_or_none, ints, member_id, parse_member, text

@@ -8,7 +8,6 @@ Real Redis, both strategies."""
 from __future__ import annotations
 
 import pytest
-import redis
 
 from elk_celery import InvalidPartition, Partition
 from elk_celery.models import MAX_ITEMS, MAX_PARTITION_ID
