@@ -25,6 +25,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
+from .outbox import Outbox
 from .tick import tick_job
 
 if TYPE_CHECKING:
@@ -89,13 +90,20 @@ class LeaderLoop:
         self.stop()
 
     def _lead(self, job: Job) -> None:
+        outbox = Outbox(job)  # publishes this job's messages beside the rounds
+        try:
+            self._rounds(job, outbox)
+        finally:
+            outbox.close()
+
+    def _rounds(self, job: Job, outbox: Outbox) -> None:
         interval = job.settings.leader_election_interval
         next_full = 0.0   # monotonic time of the next full round
         dead_logged = False
         while not self._stopping.is_set():
             try:
                 full = time.monotonic() >= next_full
-                out = tick_job(job, self.node, full=full)
+                out = tick_job(job, self.node, full=full, outbox=outbox)
                 role = out["role"]
                 if role == "dead":
                     if not dead_logged:

@@ -23,6 +23,7 @@ from .sender import PartitionSender
 
 if TYPE_CHECKING:
     from ..job import ElkHost, Job
+    from .outbox import Outbox
 
 log = logging.getLogger("elk_celery.leader")
 
@@ -47,13 +48,16 @@ def register_leader_tick(elk: ElkHost) -> None:
 
 
 def tick_job(job: Job, node: str | None = None, *, lead: bool = True,
-             full_gaps: bool | None = None, full: bool = True) -> dict[str, Any]:
+             full_gaps: bool | None = None, full: bool = True,
+             outbox: Outbox | None = None) -> dict[str, Any]:
     """One leader round for one job: take or renew the lease and, when held
     and ``lead``, plan and dispatch; a ``full`` round (always on election)
     also recovers, checks gaps (a full scan when ``full_gaps``, by default on
     election) and compacts. Returns what it did (``role`` is ``elected``,
     ``renewed``, ``held`` (``lead=False`` and this node holds the lease),
-    ``follower``, ``dead`` (this node's heartbeat expired) or ``deposed``)."""
+    ``follower``, ``dead`` (this node's heartbeat expired) or ``deposed``).
+    With an ``outbox`` (leader/outbox.py) the round hands its picks over
+    and ends; without one it publishes them itself."""
     node = node or node_id()
     store, hooks = job.store, job.elk.hooks
     t0 = time.perf_counter()
@@ -67,7 +71,8 @@ def tick_job(job: Job, node: str | None = None, *, lead: bool = True,
         elected = state.role == "elected"
         try:
             out.update(lead_round(job, state.epoch, full=full or elected,
-                                  full_gaps=elected if full_gaps is None else full_gaps))
+                                  full_gaps=elected if full_gaps is None else full_gaps,
+                                  outbox=outbox))
         except StaleLeaderError:
             hooks.on_stale_leader(job.namespace, node, state.epoch)
             out["role"] = "deposed"
@@ -84,7 +89,8 @@ def meter_of(job: Job) -> FlowMeter:
     return meter
 
 
-def lead_round(job: Job, epoch: int, *, full: bool = True, full_gaps: bool = False) -> dict[str, Any]:
+def lead_round(job: Job, epoch: int, *, full: bool = True, full_gaps: bool = False,
+               outbox: Outbox | None = None) -> dict[str, Any]:
     """What the leader does each round: size the backlog from demand
     (leader/flow.py), plan and send what it lacks. A ``full`` round (each
     election interval, and on election) also recovers partitions of dead
@@ -128,7 +134,7 @@ def lead_round(job: Job, epoch: int, *, full: bool = True, full_gaps: bool = Fal
             reopens = flow.breaker_opened_ms + s.ms("circuit_breaker_open_timeout")
         limit = 0 if reopens is not None and reopens > flow.now_ms else \
             min(s.dispatch_batch - sent[0], targets.queued - flow.queued - sent[0])
-        n, due = dispatch(job, epoch, limit, targets)
+        n, due = dispatch(job, epoch, limit, targets, outbox)
         sent[0] += n
         if reopens is not None and reopens > flow.now_ms:
             due = reopens if due is None else min(due, reopens)
@@ -264,10 +270,11 @@ def plan(job: Job, epoch: int, want: int, cursor: int | str | None,
 
 
 def dispatch(job: Job, epoch: int, limit: int | None = None,
-             targets: Targets | None = None) -> tuple[int, int | None]:
+             targets: Targets | None = None, outbox: Outbox | None = None) -> tuple[int, int | None]:
     """Send one task message per pending partition picked (at most ``limit``,
-    default ``dispatch_batch``; re-sent ones first). Returns (sent, Redis
-    time ms when the next re-sent partition falls due, or None)."""
+    default ``dispatch_batch``; re-sent ones first), or hand them to
+    ``outbox``. Returns (sent, Redis time ms when the next re-sent partition
+    falls due, or None)."""
     store, s = job.store, job.settings
     limit = s.dispatch_batch if limit is None else max(0, limit)
     t0 = time.perf_counter()
@@ -275,7 +282,9 @@ def dispatch(job: Job, epoch: int, limit: int | None = None,
         picked = store.dispatch(epoch, limit,
                                 refill_below=None if targets is None else targets.refill_below,
                                 plan_below=0 if targets is None else targets.plan_below)
-    if picked.due:
+    if picked.due and outbox is not None:
+        outbox.put(picked.due, {"dispatched_at": int(time.time() * 1000)}, t0)
+    elif picked.due:
         sender = PartitionSender(job.elk.app, job.task, job.namespace, s.queue)
         sender.send(picked.due, {"dispatched_at": int(time.time() * 1000)})
         job.elk.hooks.on_dispatched(job.namespace, sent=len(picked.due),

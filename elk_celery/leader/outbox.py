@@ -1,0 +1,111 @@
+"""The leader's outbox: task messages are published by a thread of their own.
+
+A round's decisions (which partitions to send, recovered, planned) are in
+Redis once its scripts return; publishing the messages is what takes the
+time (about 65 us of CPU per message on this machine, so a round sending
+300 would last 20 ms more, and longer on a loaded host). The leader loop
+hands each round's picks to its job's outbox and ends the round, so
+recovery, planning and the next wake-up never wait behind the broker.
+
+Nothing is lost by the hand-off: a picked partition is marked sent in
+Redis before it is published, exactly as when the round sends it itself. A
+message that never leaves (the process killed with it in the outbox, the
+broker refusing it) is sent again by the flow, as a lost message is, after
+``allocation_interval``. A message published after its leader was deposed
+is harmless: claims are fenced, and a partition already taken refuses it.
+
+``tick_job`` without an outbox (beat's ``leader_tick``, tests, scripts)
+sends in the round, as before.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from typing import TYPE_CHECKING, Any, Sequence
+
+from .sender import PartitionSender
+
+if TYPE_CHECKING:
+    from ..job import Job
+
+log = logging.getLogger("elk_celery.leader")
+
+#: What a round hands over: the picked (partition id, min id, max id), the
+#: extra kwargs, and the perf_counter time the pick started (for on_dispatched).
+Batch = tuple[Sequence[tuple[int, int, int]], dict[str, Any], float]
+
+
+class Outbox:
+    """Publishes one job's picked partitions in order, from a daemon thread."""
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        self._q: queue.SimpleQueue[Batch | None] = queue.SimpleQueue()
+        self._pending = 0          # messages handed over, not yet published (or dropped)
+        self._lock = threading.Condition()
+        self._sender: tuple[str | None, PartitionSender] | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True,
+                                        name=f"elk-outbox-{job.namespace}")
+        self._thread.start()
+
+    def put(self, due: Sequence[tuple[int, int, int]], kwargs: dict[str, Any],
+            started: float) -> None:
+        """Queue ``due`` for publishing; returns at once."""
+        with self._lock:
+            self._pending += len(due)
+        self._q.put((due, kwargs, started))
+
+    @property
+    def pending(self) -> int:
+        """Messages handed over and not yet published."""
+        return self._pending
+
+    def flush(self, timeout: float) -> bool:
+        """Wait until everything handed over is published (True) or ``timeout``."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while self._pending:
+                left = deadline - time.monotonic()
+                if left <= 0 or not self._thread.is_alive():
+                    return False
+                self._lock.wait(left)
+        return True
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Publish what is queued (for up to ``timeout``), then end the thread."""
+        self._q.put(None)
+        self._thread.join(timeout)
+        if self._thread.is_alive() or self._pending:
+            log.warning("elk: %s: %d task message(s) not published at stop; the next leader "
+                        "sends them again after allocation_interval", self.job.namespace,
+                        self._pending)
+
+    def _sender_for(self, queue_name: str | None) -> PartitionSender:
+        # built once per queue setting: it reads the task's options (`elk set queue=` changes it)
+        if self._sender is None or self._sender[0] != queue_name:
+            job = self.job
+            self._sender = (queue_name, PartitionSender(job.elk.app, job.task, job.namespace,
+                                                        queue_name))
+        return self._sender[1]
+
+    def _run(self) -> None:
+        job = self.job
+        while True:
+            item = self._q.get()
+            if item is None:
+                return
+            due, kwargs, started = item
+            try:
+                self._sender_for(job.settings.queue).send(due, kwargs)
+                job.elk.hooks.on_dispatched(job.namespace, sent=len(due),
+                                            duration=time.perf_counter() - started)
+            except Exception as exc:  # noqa: BLE001 - broker away: the flow sends them again
+                log.warning("elk: %s: publishing %d task message(s) failed (%r); they are "
+                            "sent again after allocation_interval", job.namespace, len(due), exc)
+            finally:
+                with self._lock:
+                    self._pending -= len(due)
+                    self._lock.notify_all()

@@ -1,0 +1,125 @@
+"""The leader's outbox (elk_celery/leader/outbox.py): a round hands its picks
+over and ends; a thread of the outbox publishes them. Real Redis for the state
+and the broker, a real Celery app; the broker behind the loopback proxy where
+publishing must fail."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from urllib.parse import urlparse
+
+import pytest
+from celery import Celery
+
+from elk_celery import Elk, RangePlanner, partitioned_task
+from elk_celery.leader.loop import LeaderLoop
+from elk_celery.leader.outbox import Outbox
+from elk_celery.leader.tick import tick_job
+from tests.conftest import wait_for
+from tests.netproxy import TcpProxy
+
+
+def make_job(redis_url: str, namespace: str, broker: str | None = None, max_id: int = 1_000):
+    app = Celery(f"app-{namespace}", broker=broker or redis_url, set_as_current=False)
+    app.conf.update(task_default_queue=namespace, broker_connection_retry_on_startup=True,
+                    elk_redis_url=redis_url, elk_leader_queue=f"{namespace}.leader",
+                    task_publish_retry=False, broker_connection_timeout=1,
+                    elk_heartbeat_interval=0.5, elk_leader_election_interval=0.5)
+    elk = Elk(app)
+
+    @partitioned_task(namespace=namespace, planner=RangePlanner(max_id=max_id, size=10),
+                      name=f"outboxed-{namespace}")
+    def outboxed(min_id, max_id, options):
+        return 0
+
+    return elk, elk.job(namespace)
+
+
+def queued_partition_ids(client, queue: str) -> list[int]:
+    """The partition ids of this queue's task messages for its own job (kombu's
+    Redis transport: a list of JSON envelopes whose body is base64 JSON). The
+    name tells them apart: like ``shared_task``, ``@partitioned_task`` registers
+    on every app, so other tests' jobs send to this app's default queue too."""
+    ids = []
+    for raw in client.lrange(queue, 0, -1):
+        envelope = json.loads(raw)
+        if envelope["headers"]["task"] == f"outboxed-{queue}":
+            ids.append(json.loads(base64.b64decode(envelope["body"]))[1]["partition_id"])
+    return ids
+
+
+@pytest.fixture
+def queue_cleanup(redis_client, namespace):
+    yield
+    redis_client.delete(namespace)
+
+
+def test_a_round_with_an_outbox_hands_its_picks_over_and_they_are_published(
+        redis_url, redis_client, namespace, queue_cleanup):
+    elk, job = make_job(redis_url, namespace)
+    outbox = Outbox(job)
+    try:
+        out = tick_job(job, node="L", outbox=outbox)
+        assert out["role"] == "elected" and out["dispatched"] > 0
+        assert outbox.flush(10), "the outbox did not publish within 10 s"
+        ids = queued_partition_ids(redis_client, namespace)
+        # one message per partition the round picked: no more, none twice
+        assert len(ids) == len(set(ids)) == out["dispatched"]
+        assert set(ids) <= {p.partition_id for p in job.store.strategy.get_all_partitions()}
+    finally:
+        outbox.close()
+
+
+def test_close_publishes_what_is_still_queued(redis_url, redis_client, namespace, queue_cleanup):
+    elk, job = make_job(redis_url, namespace)
+    outbox = Outbox(job)
+    outbox.put([(k, 10 * k + 1, 10 * k + 10) for k in range(1, 301)], {}, 0.0)
+    outbox.close(timeout=30)
+    assert sorted(queued_partition_ids(redis_client, namespace)) == list(range(1, 301))
+    assert outbox.pending == 0
+
+
+def test_a_broker_that_refuses_fails_the_batch_visibly_and_the_outbox_goes_on(
+        redis_url, redis_client, namespace, queue_cleanup, caplog):
+    u = urlparse(redis_url)
+    if u.scheme != "redis" or u.hostname not in ("127.0.0.1", "localhost"):
+        pytest.skip("the proxy forwards to a loopback redis:// server")
+    db = int((u.path or "/0").lstrip("/") or 0)
+    with TcpProxy(u.port or 6379) as proxy:
+        elk, job = make_job(redis_url, namespace, broker=proxy.url(db))
+        outbox = Outbox(job)
+        try:
+            outbox.put([(1, 1, 10)], {}, 0.0)
+            assert outbox.flush(10)
+            assert queued_partition_ids(redis_client, namespace) == [1]
+            proxy.cut()
+            with caplog.at_level(logging.WARNING, logger="elk_celery.leader"):
+                outbox.put([(2, 11, 20), (3, 21, 30)], {}, 0.0)
+                assert outbox.flush(60), "a refused publish must end, not hang the outbox"
+            assert any("publishing 2 task message(s) failed" in r.getMessage()
+                       for r in caplog.records), [r.getMessage() for r in caplog.records]
+            assert outbox.pending == 0
+            proxy.heal()
+            outbox.put([(4, 31, 40)], {}, 0.0)
+            assert outbox.flush(30)
+            assert 4 in queued_partition_ids(redis_client, namespace)
+        finally:
+            outbox.close()
+
+
+def test_the_leader_loop_publishes_through_its_outbox(redis_url, redis_client, namespace,
+                                                      queue_cleanup):
+    elk, job = make_job(redis_url, namespace)
+    loop = LeaderLoop(elk, "L")
+    loop.start()
+    try:
+        wait_for(lambda: queued_partition_ids(redis_client, namespace), 10,
+                 "a task message from the loop")
+    finally:
+        loop.stop()
+    ids = queued_partition_ids(redis_client, namespace)
+    assert len(ids) == len(set(ids))
+    stats = job.store.strategy.get_partition_stats()
+    assert stats.total_count > 0
