@@ -7,9 +7,12 @@ a round runs whenever the job's own progress asks for one (claims that
 leave the sent messages or the pending backlog low, retries, releases, new
 nodes: the scripts push a wake-up that this thread waits on), when a
 re-sent partition falls due, and at least every ``leader_election_interval``
-(a *full* round, which also recovers partitions of dead owners, checks for
-gaps and compacts). A node that does not hold the lease only tries to take
-it once per interval.
+(a *full* round, which also recovers partitions of dead owners and asks the
+job's upkeep thread to check for gaps and compact). Two threads per job work
+beside the rounds: the outbox publishes what a round picked
+(:mod:`.outbox`), the upkeep does the housekeeping (:mod:`.upkeep`), so a
+round lasts a few Redis calls. A node that does not hold the lease only
+tries to take it once per interval.
 
 It runs in a process of its own beside the worker's main process
 (:mod:`.process`) or in threads of the main process. If the main process
@@ -26,7 +29,8 @@ import time
 from typing import TYPE_CHECKING
 
 from .outbox import Outbox
-from .tick import tick_job
+from .tick import tick_job, upkeep_pass
+from .upkeep import Upkeep
 
 if TYPE_CHECKING:
     from ..job import ElkHost, Job
@@ -91,19 +95,21 @@ class LeaderLoop:
 
     def _lead(self, job: Job) -> None:
         outbox = Outbox(job)  # publishes this job's messages beside the rounds
+        upkeep = Upkeep(job, upkeep_pass)  # its gap checks and compaction
         try:
-            self._rounds(job, outbox)
+            self._rounds(job, outbox, upkeep)
         finally:
+            upkeep.close()
             outbox.close()
 
-    def _rounds(self, job: Job, outbox: Outbox) -> None:
+    def _rounds(self, job: Job, outbox: Outbox, upkeep: Upkeep) -> None:
         interval = job.settings.leader_election_interval
         next_full = 0.0   # monotonic time of the next full round
         dead_logged = False
         while not self._stopping.is_set():
             try:
                 full = time.monotonic() >= next_full
-                out = tick_job(job, self.node, full=full, outbox=outbox)
+                out = tick_job(job, self.node, full=full, outbox=outbox, upkeep=upkeep)
                 role = out["role"]
                 if role == "dead":
                     if not dead_logged:

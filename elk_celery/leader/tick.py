@@ -24,6 +24,7 @@ from .sender import PartitionSender
 if TYPE_CHECKING:
     from ..job import ElkHost, Job
     from .outbox import Outbox
+    from .upkeep import Upkeep
 
 log = logging.getLogger("elk_celery.leader")
 
@@ -49,7 +50,7 @@ def register_leader_tick(elk: ElkHost) -> None:
 
 def tick_job(job: Job, node: str | None = None, *, lead: bool = True,
              full_gaps: bool | None = None, full: bool = True,
-             outbox: Outbox | None = None) -> dict[str, Any]:
+             outbox: Outbox | None = None, upkeep: Upkeep | None = None) -> dict[str, Any]:
     """One leader round for one job: take or renew the lease and, when held
     and ``lead``, plan and dispatch; a ``full`` round (always on election)
     also recovers, checks gaps (a full scan when ``full_gaps``, by default on
@@ -57,7 +58,9 @@ def tick_job(job: Job, node: str | None = None, *, lead: bool = True,
     ``renewed``, ``held`` (``lead=False`` and this node holds the lease),
     ``follower``, ``dead`` (this node's heartbeat expired) or ``deposed``).
     With an ``outbox`` (leader/outbox.py) the round hands its picks over
-    and ends; without one it publishes them itself."""
+    and ends; without one it publishes them itself. With an ``upkeep``
+    (leader/upkeep.py) a full round asks it for the gap check and compaction
+    instead of doing them."""
     node = node or node_id()
     store, hooks = job.store, job.elk.hooks
     t0 = time.perf_counter()
@@ -72,7 +75,7 @@ def tick_job(job: Job, node: str | None = None, *, lead: bool = True,
         try:
             out.update(lead_round(job, state.epoch, full=full or elected,
                                   full_gaps=elected if full_gaps is None else full_gaps,
-                                  outbox=outbox))
+                                  outbox=outbox, upkeep=upkeep))
         except StaleLeaderError:
             hooks.on_stale_leader(job.namespace, node, state.epoch)
             out["role"] = "deposed"
@@ -90,7 +93,7 @@ def meter_of(job: Job) -> FlowMeter:
 
 
 def lead_round(job: Job, epoch: int, *, full: bool = True, full_gaps: bool = False,
-               outbox: Outbox | None = None) -> dict[str, Any]:
+               outbox: Outbox | None = None, upkeep: Upkeep | None = None) -> dict[str, Any]:
     """What the leader does each round: size the backlog from demand
     (leader/flow.py), plan and send what it lacks. A ``full`` round (each
     election interval, and on election) also recovers partitions of dead
@@ -163,9 +166,11 @@ def lead_round(job: Job, epoch: int, *, full: bool = True, full_gaps: bool = Fal
     elif targets.queued - flow.queued - sent[0] > 0:
         send()
     gaps = compacted = None
-    if full:
-        gaps = check_gaps(job, epoch, full=full_gaps) if s.gap_detection else None
-        compacted = compact(job, epoch)
+    if full and upkeep is not None:
+        upkeep.request(epoch, full_gaps)
+    elif full:
+        out = upkeep_pass(job, epoch, full_gaps=full_gaps)
+        gaps, compacted = out["gaps"], out["compacted"]
     meter.round_took(time.perf_counter() - t0)
     if split.recheck_in is not None:
         next_due[0] = min(next_due[0] or 2**62, flow.now_ms + int(split.recheck_in * 1000))
@@ -174,6 +179,12 @@ def lead_round(job: Job, epoch: int, *, full: bool = True, full_gaps: bool = Fal
             "planner_error": error, "gaps": gaps, "compacted": compacted,
             "dispatched": sent[0], "targets": targets, "split": split.splits, "tail": tail,
             "next_due_in": None if next_due[0] is None else max(0.0, (next_due[0] - flow.now_ms) / 1000)}
+
+
+def upkeep_pass(job: Job, epoch: int, *, full_gaps: bool) -> dict[str, Any]:
+    """A full round's housekeeping: the gap check (when enabled) and compaction."""
+    gaps = check_gaps(job, epoch, full=full_gaps) if job.settings.gap_detection else None
+    return {"gaps": gaps, "compacted": compact(job, epoch)}
 
 
 def check_gaps(job: Job, epoch: int, full: bool) -> dict[str, int]:

@@ -1,6 +1,7 @@
-"""The leader's outbox (elk_celery/leader/outbox.py): a round hands its picks
-over and ends; a thread of the outbox publishes them. Real Redis for the state
-and the broker, a real Celery app; the broker behind the loopback proxy where
+"""The leader loop's helper threads: the outbox (leader/outbox.py), to which a
+round hands its picks before it ends, and the upkeep (leader/upkeep.py), which
+checks gaps and compacts beside the rounds. Real Redis for the state and the
+broker, a real Celery app; the broker behind the loopback proxy where
 publishing must fail."""
 
 from __future__ import annotations
@@ -8,12 +9,13 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import threading
 from urllib.parse import urlparse
 
 import pytest
 from celery import Celery
 
-from elk_celery import Elk, RangePlanner, partitioned_task
+from elk_celery import Elk, Hooks, RangePlanner, partitioned_task
 from elk_celery.leader.loop import LeaderLoop
 from elk_celery.leader.outbox import Outbox
 from elk_celery.leader.tick import tick_job
@@ -21,13 +23,14 @@ from tests.conftest import wait_for
 from tests.netproxy import TcpProxy
 
 
-def make_job(redis_url: str, namespace: str, broker: str | None = None, max_id: int = 1_000):
+def make_job(redis_url: str, namespace: str, broker: str | None = None, max_id: int = 1_000,
+             hooks: list | None = None):
     app = Celery(f"app-{namespace}", broker=broker or redis_url, set_as_current=False)
     app.conf.update(task_default_queue=namespace, broker_connection_retry_on_startup=True,
                     elk_redis_url=redis_url, elk_leader_queue=f"{namespace}.leader",
                     task_publish_retry=False, broker_connection_timeout=1,
                     elk_heartbeat_interval=0.5, elk_leader_election_interval=0.5)
-    elk = Elk(app)
+    elk = Elk(app, hooks=hooks)
 
     @partitioned_task(namespace=namespace, planner=RangePlanner(max_id=max_id, size=10),
                       name=f"outboxed-{namespace}")
@@ -123,3 +126,36 @@ def test_the_leader_loop_publishes_through_its_outbox(redis_url, redis_client, n
     assert len(ids) == len(set(ids))
     stats = job.store.strategy.get_partition_stats()
     assert stats.total_count > 0
+
+
+class GapThreads(Hooks):
+    """Which thread ran each gap check, and what it found."""
+
+    def __init__(self, namespace: str) -> None:
+        self.namespace = namespace
+        self.checks: list[tuple[str, int, int]] = []
+
+    def on_gaps(self, namespace: str, *, found: int, filled: int, mode: str) -> None:
+        if namespace == self.namespace:  # the app also leads other tests' jobs
+            self.checks.append((threading.current_thread().name, found, filled))
+
+
+def test_the_leader_loop_checks_gaps_beside_its_rounds(redis_url, redis_client, namespace,
+                                                       queue_cleanup):
+    """A loop-led job: a partition deleted under the leader comes back, found
+    and filled by the upkeep thread, not by a round."""
+    seen = GapThreads(namespace)
+    elk, job = make_job(redis_url, namespace, max_id=40, hooks=[seen])
+    loop = LeaderLoop(elk, "L")
+    loop.start()
+    try:
+        strategy = job.store.strategy
+        wait_for(lambda: strategy.get_partition_stats().total_count == 4, 10, "4 partitions")
+        victim = max(p.partition_id for p in strategy.get_all_partitions())
+        strategy.delete_partition(victim)
+        wait_for(lambda: any(filled for _, _, filled in seen.checks), 10,
+                 "the deleted partition's range planned again by a gap check")
+    finally:
+        loop.stop()
+    assert strategy.get_partition_stats().total_count == 4
+    assert {name for name, _, _ in seen.checks} == {f"elk-upkeep-{namespace}"}
