@@ -109,7 +109,11 @@ class LeaderLoop:
         while not self._stopping.is_set():
             try:
                 full = time.monotonic() >= next_full
-                out = tick_job(job, self.node, full=full, outbox=outbox, upkeep=upkeep)
+                outbox.hold()  # rounds go first (see leader/outbox.py)
+                try:
+                    out = tick_job(job, self.node, full=full, outbox=outbox, upkeep=upkeep)
+                finally:
+                    outbox.release()
                 role = out["role"]
                 if role == "dead":
                     if not dead_logged:

@@ -7,6 +7,12 @@ time (about 65 us of CPU per message on this machine, so a round sending
 hands each round's picks to its job's outbox and ends the round, so
 recovery, planning and the next wake-up never wait behind the broker.
 
+Rounds go first: building messages is Python work that holds the GIL, and a
+round thread coming back from each of its Redis calls would wait up to a
+switch interval (5 ms) for it. The loop brackets each round with
+:meth:`Outbox.hold` / :meth:`Outbox.release`, and the outbox waits before
+each message while a round runs.
+
 Nothing is lost by the hand-off: a picked partition is marked sent in
 Redis before it is published, exactly as when the round sends it itself. A
 message that never leaves (the process killed with it in the outbox, the
@@ -47,6 +53,8 @@ class Outbox:
         self._pending = 0          # messages handed over, not yet published (or dropped)
         self._lock = threading.Condition()
         self._sender: tuple[str | None, PartitionSender] | None = None
+        self._free = threading.Event()  # clear while a round runs
+        self._free.set()
         self._thread = threading.Thread(target=self._run, daemon=True,
                                         name=f"elk-outbox-{job.namespace}")
         self._thread.start()
@@ -57,6 +65,14 @@ class Outbox:
         with self._lock:
             self._pending += len(due)
         self._q.put((due, kwargs, started))
+
+    def hold(self) -> None:
+        """A round starts: publishing waits before its next message."""
+        self._free.clear()
+
+    def release(self) -> None:
+        """The round ended: publishing goes on."""
+        self._free.set()
 
     @property
     def pending(self) -> int:
@@ -99,7 +115,9 @@ class Outbox:
                 return
             due, kwargs, started = item
             try:
-                self._sender_for(job.settings.queue).send(due, kwargs)
+                # a round that never releases (it raised) still lets us go after 1 s
+                self._sender_for(job.settings.queue).send(
+                    due, kwargs, before_each=lambda: self._free.wait(1.0))
                 job.elk.hooks.on_dispatched(job.namespace, sent=len(due),
                                             duration=time.perf_counter() - started)
             except Exception as exc:  # noqa: BLE001 - broker away: the flow sends them again

@@ -15,7 +15,7 @@ through ``apply_async`` unchanged.
 from __future__ import annotations
 
 from contextlib import nullcontext
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from kombu.utils.uuid import uuid
 
@@ -40,8 +40,11 @@ class PartitionSender:
         self.options = opts
         self.sent_event = app.conf.task_send_sent_event
 
-    def send(self, due: Iterable[tuple[int, int, int]], kwargs: dict[str, Any]) -> int:
-        """Publish one message per ``(partition_id, min_id, max_id)``."""
+    def send(self, due: Iterable[tuple[int, int, int]], kwargs: dict[str, Any],
+             before_each: Callable[[], object] | None = None) -> int:
+        """Publish one message per ``(partition_id, min_id, max_id)``;
+        ``before_each`` runs before each message is built (the outbox waits
+        there while a round runs)."""
         due = list(due)
         # the first message declares the queue (as apply_async would); after
         # that the declaration is known done: skip kombu's per-message check
@@ -53,6 +56,8 @@ class PartitionSender:
                 batch = producer.batch(max_size=size) if hasattr(producer, "batch") else nullcontext()
                 with batch:
                     for pid, lo, hi in chunk:
+                        if before_each is not None:
+                            before_each()
                         self._send_one(producer, pid, lo, hi, kwargs, declare)
                         declare = []
         return len(due)
