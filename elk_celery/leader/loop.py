@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 from .outbox import Outbox
 from .tick import tick_job, upkeep_pass
-from .upkeep import Upkeep
+from .upkeep import COMPACT_BUDGET, Upkeep
 
 if TYPE_CHECKING:
     from ..job import ElkHost, Job
@@ -95,7 +95,8 @@ class LeaderLoop:
 
     def _lead(self, job: Job) -> None:
         outbox = Outbox(job)  # publishes this job's messages beside the rounds
-        upkeep = Upkeep(job, upkeep_pass)  # its gap checks and compaction
+        upkeep = Upkeep(job, lambda j, epoch, full_gaps: upkeep_pass(  # gaps and compaction
+            j, epoch, full_gaps=full_gaps, compact_budget=COMPACT_BUDGET))
         try:
             self._rounds(job, outbox, upkeep)
         finally:

@@ -181,10 +181,13 @@ def lead_round(job: Job, epoch: int, *, full: bool = True, full_gaps: bool = Fal
             "next_due_in": None if next_due[0] is None else max(0.0, (next_due[0] - flow.now_ms) / 1000)}
 
 
-def upkeep_pass(job: Job, epoch: int, *, full_gaps: bool) -> dict[str, Any]:
-    """A full round's housekeeping: the gap check (when enabled) and compaction."""
+def upkeep_pass(job: Job, epoch: int, *, full_gaps: bool,
+                compact_budget: float = 0.05) -> dict[str, Any]:
+    """A full round's housekeeping: the gap check (when enabled) and
+    compaction, for up to ``compact_budget`` seconds (a round's share; the
+    upkeep thread gives it more, see leader/upkeep.py)."""
     gaps = check_gaps(job, epoch, full=full_gaps) if job.settings.gap_detection else None
-    return {"gaps": gaps, "compacted": compact(job, epoch)}
+    return {"gaps": gaps, "compacted": compact(job, epoch, budget_s=compact_budget)}
 
 
 def check_gaps(job: Job, epoch: int, full: bool) -> dict[str, int]:
