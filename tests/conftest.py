@@ -123,6 +123,20 @@ def private_redis():
         server.__exit__(None, None, None)  # stops it and removes its temp dir
 
 
+@pytest.fixture
+def proxy(redis_url):
+    """A loopback TCP proxy (tests/netproxy.py) in front of the test Redis, for
+    network faults: ``.url(db)``, ``.cut()``, ``.stall()``, ``.heal()``."""
+    from urllib.parse import urlparse
+
+    from tests.netproxy import TcpProxy
+    u = urlparse(redis_url)
+    if u.scheme != "redis" or u.hostname not in ("127.0.0.1", "localhost"):
+        pytest.skip("the proxy forwards to a loopback redis:// server")
+    with TcpProxy(u.port or 6379) as p:
+        yield p
+
+
 # ------------------------------------------------- real Celery worker processes
 
 import signal  # noqa: E402

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from urllib.parse import urlparse
 
 import pytest
 import redis
@@ -14,15 +13,6 @@ from redis.retry import Retry
 from elk_celery._redis_server import free_port
 from tests.conftest import wait_for
 from tests.netproxy import TcpProxy
-
-
-@pytest.fixture
-def proxy(redis_url):
-    u = urlparse(redis_url)
-    if u.scheme != "redis" or u.hostname not in ("127.0.0.1", "localhost"):
-        pytest.skip("the proxy forwards to a loopback redis:// server")
-    with TcpProxy(u.port or 6379) as p:
-        yield p
 
 
 def _client(proxy: TcpProxy, timeout: float | None = 1.0) -> redis.Redis:

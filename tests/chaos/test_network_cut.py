@@ -4,27 +4,16 @@ anybody else can own its partition (issue 11, finding 1)."""
 
 from __future__ import annotations
 
-from urllib.parse import urlparse
 
 import pytest
 
 from tests.chaos.checker import read_runs
 from tests.conftest import wait_for
 from tests.integration.helpers import done
-from tests.netproxy import TcpProxy
 
 pytestmark = pytest.mark.chaos
 
 HEARTBEAT = 0.5  # tests/apps/jobapp.py
-
-
-@pytest.fixture
-def proxy(redis_url):
-    u = urlparse(redis_url)
-    if u.scheme != "redis" or u.hostname not in ("127.0.0.1", "localhost"):
-        pytest.skip("the proxy forwards to a loopback redis:// server")
-    with TcpProxy(u.port or 6379) as p:
-        yield p
 
 
 @pytest.mark.parametrize("fault", ["cut", "stall"])

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import cleanup_namespace, unique_namespace, wait_for
+from tests.conftest import cleanup_namespace, unique_namespace
 
 pytest.importorskip("django", reason="Django is in the test extra: pip install -e '.[test]'")
 

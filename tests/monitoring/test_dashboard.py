@@ -8,7 +8,7 @@ import runpy
 
 import pytest
 
-from tests.monitoring.conftest import (DASHBOARD, GRAFANA, MONITORING, dashboard, queries,
+from tests.monitoring.conftest import (DASHBOARD, GRAFANA, dashboard, queries,
                                        run_promtool)
 from tests.monitoring.promql import metric_names, unknown_names
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import threading
 import time
-from urllib.parse import urlparse
 
 import pytest
 
@@ -18,15 +17,6 @@ from elk_celery.store.namespace import NamespaceStore
 from elk_celery.worker.lease import LeaseKeeper, fence_timing
 from tests.conftest import wait_for
 from tests.netproxy import TcpProxy
-
-
-@pytest.fixture
-def proxy(redis_url):
-    u = urlparse(redis_url)
-    if u.scheme != "redis" or u.hostname not in ("127.0.0.1", "localhost"):
-        pytest.skip("the proxy forwards to a loopback redis:// server")
-    with TcpProxy(u.port or 6379) as p:
-        yield p
 
 
 class Counting(Hooks):
