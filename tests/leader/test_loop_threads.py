@@ -18,17 +18,18 @@ from celery import Celery
 from elk_celery import Elk, Hooks, RangePlanner, partitioned_task
 from elk_celery.leader.loop import LeaderLoop
 from elk_celery.leader.outbox import Outbox
+from elk_celery.leader.upkeep import Upkeep
 from elk_celery.leader.tick import tick_job
 from tests.conftest import wait_for
 
 
 def make_job(redis_url: str, namespace: str, broker: str | None = None, max_id: int = 1_000,
-             hooks: list | None = None):
+             hooks: list | None = None, **conf):
     app = Celery(f"app-{namespace}", broker=broker or redis_url, set_as_current=False)
     app.conf.update(task_default_queue=namespace, broker_connection_retry_on_startup=True,
                     elk_redis_url=redis_url, elk_leader_queue=f"{namespace}.leader",
                     task_publish_retry=False, broker_connection_timeout=1,
-                    elk_heartbeat_interval=0.5, elk_leader_election_interval=0.5)
+                    elk_heartbeat_interval=0.5, elk_leader_election_interval=0.5, **conf)
     elk = Elk(app, hooks=hooks)
 
     @partitioned_task(namespace=namespace, planner=RangePlanner(max_id=max_id, size=10),
@@ -155,3 +156,31 @@ def test_the_leader_loop_checks_gaps_beside_its_rounds(redis_url, redis_client, 
         loop.stop()
     assert strategy.get_partition_stats().total_count == 4
     assert {name for name, _, _ in seen.checks} == {f"elk-upkeep-{namespace}"}
+
+
+def test_an_upkeep_pass_under_a_stale_epoch_writes_nothing_and_the_thread_goes_on(
+        redis_url, redis_client, namespace, queue_cleanup):
+    """A pass asked for by a round whose leader was deposed meanwhile: its
+    fenced compaction is refused, nothing is folded, and the next pass (the
+    new epoch) compacts."""
+    from elk_celery.leader.tick import plan, upkeep_pass
+    elk, job = make_job(redis_url, namespace, max_id=100, elk_keep_completed=0)
+    store, strategy = job.store, job.store.strategy
+    old = store.leader_acquire("L").epoch
+    plan(job, old, 10, None)
+    for p in strategy.get_all_partitions():
+        claimed = strategy.acquire_partition(p.partition_id, "w")
+        strategy.complete_partition(p.partition_id, "w", claimed.fence, 10)
+    store.leader_release("L")  # stepped down: M is elected with a newer epoch
+    new = store.leader_acquire("M").epoch
+    assert new > old
+    upkeep = Upkeep(job, upkeep_pass)
+    try:
+        upkeep.request(old, False)
+        assert upkeep.idle(10)
+        assert strategy.get_partition_stats().counters.get("compacted", 0) == 0
+        upkeep.request(new, False)
+        assert upkeep.idle(10)
+        assert strategy.get_partition_stats().counters.get("compacted", 0) == 10
+    finally:
+        upkeep.close()
