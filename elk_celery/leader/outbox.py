@@ -55,6 +55,8 @@ class Outbox:
         self._sender: tuple[str | None, PartitionSender] | None = None
         self._free = threading.Event()  # clear while a round runs
         self._free.set()
+        #: seconds from pick to published of the last batch (the flow's refill latency)
+        self.last_lag = 0.0
         self._thread = threading.Thread(target=self._run, daemon=True,
                                         name=f"elk-outbox-{job.namespace}")
         self._thread.start()
@@ -118,8 +120,8 @@ class Outbox:
                 # a round that never releases (it raised) still lets us go after 1 s
                 self._sender_for(job.settings.queue).send(
                     due, kwargs, before_each=lambda: self._free.wait(1.0))
-                job.elk.hooks.on_dispatched(job.namespace, sent=len(due),
-                                            duration=time.perf_counter() - started)
+                self.last_lag = time.perf_counter() - started
+                job.elk.hooks.on_dispatched(job.namespace, sent=len(due), duration=self.last_lag)
             except Exception as exc:  # noqa: BLE001 - broker away: the flow sends them again
                 log.warning("elk: %s: publishing %d task message(s) failed (%r); they are "
                             "sent again after allocation_interval", job.namespace, len(due), exc)

@@ -171,7 +171,9 @@ def lead_round(job: Job, epoch: int, *, full: bool = True, full_gaps: bool = Fal
     elif full:
         out = upkeep_pass(job, epoch, full_gaps=full_gaps)
         gaps, compacted = out["gaps"], out["compacted"]
-    meter.round_took(time.perf_counter() - t0)
+    # the refill latency counts until messages are out: with an outbox, its
+    # last batch's time from pick to published (leader/flow.py)
+    meter.round_took(time.perf_counter() - t0 + (outbox.last_lag if outbox is not None else 0.0))
     if split.recheck_in is not None:
         next_due[0] = min(next_due[0] or 2**62, flow.now_ms + int(split.recheck_in * 1000))
     return {"live_nodes": flow.live_nodes, "slots": targets.slots, "recovered": back,
