@@ -9,6 +9,7 @@ never import the app module; :class:`ElkHost` is what they may use of the
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Protocol
@@ -72,6 +73,8 @@ class Job:
     _store: NamespaceStore | None = field(default=None, repr=False)
     #: what this process's leader rounds measured (leader/flow.py FlowMeter)
     leader_state: Any = field(default=None, repr=False)
+    #: serializes the leader's calls into the planner (its round and upkeep threads)
+    planner_lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
     _base: ElkSettings | None = field(default=None, repr=False)
     #: the runtime overrides last read from Redis, and when (monotonic)
     _runtime: dict[str, str] = field(default_factory=dict, repr=False)

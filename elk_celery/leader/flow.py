@@ -10,8 +10,9 @@ targets, recomputed every round from what :meth:`NamespaceStore.flow` reads:
   measured completion rate (partitions/s, smoothed over about 2 s while there
   is work; the last round's own rate when that is higher), ``refill_latency`` how
   long the leader takes from a wake-up to sent messages (3 x the smoothed
-  round time, with the outbox's last pick-to-published time added when the
-  loop publishes from its outbox; at least 0.2 s). Claims wake the leader once half of it is
+  round time, where a round publishing through the loop's outbox counts the
+  outbox's last pick-to-published time too, at most 1 s of it; at least
+  0.2 s). Claims wake the leader once half of it is
   left, so the queue never runs dry while the leader refills it, and a
   re-sent partition never waits behind more than about that much work.
 * **pending** (planned, not yet claimed; ``P``): at least the original's

@@ -26,7 +26,7 @@ import logging
 import os
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Collection
 
 from .outbox import Outbox
 from .tick import tick_job, upkeep_pass
@@ -45,19 +45,25 @@ class LeaderLoop:
     """Leads every job of ``elk`` that ``node`` holds (or can take) the lease of.
 
     ``parent_pid``: when set (the leader process), the loop ends as soon as
-    that process is gone.
+    that process is gone. ``namespaces``: lead only these jobs (default: all).
     """
 
-    def __init__(self, elk: ElkHost, node: str, parent_pid: int | None = None) -> None:
+    def __init__(self, elk: ElkHost, node: str, parent_pid: int | None = None,
+                 namespaces: Collection[str] | None = None) -> None:
         self.elk = elk
         self.node = node
         self.parent_pid = parent_pid
+        self.namespaces = None if namespaces is None else frozenset(namespaces)
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
 
+    def _jobs(self) -> list[Job]:
+        return [job for ns, job in list(self.elk.jobs.items())
+                if self.namespaces is None or ns in self.namespaces]
+
     def start(self) -> None:
         """Lead from daemon threads of this process, one per job."""
-        for job in list(self.elk.jobs.values()):
+        for job in self._jobs():
             t = threading.Thread(target=self._lead, args=(job,), daemon=True,
                                  name=f"elk-leader-{job.namespace}")
             t.start()
@@ -69,7 +75,7 @@ class LeaderLoop:
 
     def stop(self) -> None:
         self._stopping.set()
-        for job in list(self.elk.jobs.values()):
+        for job in self._jobs():
             try:  # unblock a thread waiting for a wake-up
                 job.store.wake("stop")
             except Exception:  # noqa: BLE001 - Redis away: it wakes at its timeout
@@ -106,9 +112,22 @@ class LeaderLoop:
     def _rounds(self, job: Job, outbox: Outbox, upkeep: Upkeep) -> None:
         interval = job.settings.leader_election_interval
         next_full = 0.0   # monotonic time of the next full round
-        dead_logged = False
+        dead_logged = stuck_logged = False
         while not self._stopping.is_set():
             try:
+                stuck = outbox.stuck_for()
+                if stuck > job.settings.leader_lock_expiry:
+                    # publishing hangs (a stalled broker connection): stop renewing,
+                    # so the lease lapses to a node that can publish, as it did when
+                    # a round published and hung itself
+                    if not stuck_logged:
+                        log.error("elk: %s: publishing task messages has hung for %.0f s: not "
+                                  "leading until it returns", job.namespace, stuck)
+                        stuck_logged = True
+                    next_full = 0.0
+                    self._stopping.wait(interval)
+                    continue
+                stuck_logged = False
                 full = time.monotonic() >= next_full
                 outbox.hold()  # rounds go first (see leader/outbox.py)
                 try:

@@ -43,6 +43,9 @@ log = logging.getLogger("elk_celery.leader")
 #: extra kwargs, and the perf_counter time the pick started (for on_dispatched).
 Batch = tuple[Sequence[tuple[int, int, int]], dict[str, Any], float]
 
+#: The most the flow adds to a round's time for publishing (seconds).
+MAX_LAG = 1.0
+
 
 class Outbox:
     """Publishes one job's picked partitions in order, from a daemon thread."""
@@ -57,6 +60,8 @@ class Outbox:
         self._free.set()
         #: seconds from pick to published of the last batch (the flow's refill latency)
         self.last_lag = 0.0
+        #: perf_counter time the batch being published was picked (None: idle)
+        self._busy_since: float | None = None
         self._thread = threading.Thread(target=self._run, daemon=True,
                                         name=f"elk-outbox-{job.namespace}")
         self._thread.start()
@@ -75,6 +80,17 @@ class Outbox:
     def release(self) -> None:
         """The round ended: publishing goes on."""
         self._free.set()
+
+    def lag(self) -> float:
+        """The last batch's pick-to-published time while something waits to be
+        published, else 0; at most :data:`MAX_LAG` (one slow batch must not
+        size the flow for long)."""
+        return min(MAX_LAG, self.last_lag) if self._pending else 0.0
+
+    def stuck_for(self) -> float:
+        """Seconds the batch being published has waited since its pick (0: idle)."""
+        since = self._busy_since
+        return 0.0 if since is None else max(0.0, time.perf_counter() - since)
 
     @property
     def pending(self) -> int:
@@ -116,16 +132,19 @@ class Outbox:
             if item is None:
                 return
             due, kwargs, started = item
+            self._busy_since = started
             try:
-                # a round that never releases (it raised) still lets us go after 1 s
+                # a round lasts milliseconds (planning releases the hold); one
+                # that never releases still lets a message out every 50 ms
                 self._sender_for(job.settings.queue).send(
-                    due, kwargs, before_each=lambda: self._free.wait(1.0))
-                self.last_lag = time.perf_counter() - started
+                    due, kwargs, before_each=lambda: self._free.wait(0.05))
+                self.last_lag = max(0.0, time.perf_counter() - started)
                 job.elk.hooks.on_dispatched(job.namespace, sent=len(due), duration=self.last_lag)
             except Exception as exc:  # noqa: BLE001 - broker away: the flow sends them again
                 log.warning("elk: %s: publishing %d task message(s) failed (%r); they are "
                             "sent again after allocation_interval", job.namespace, len(due), exc)
             finally:
+                self._busy_since = None
                 with self._lock:
                     self._pending -= len(due)
                     self._lock.notify_all()

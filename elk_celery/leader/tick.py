@@ -7,6 +7,7 @@ carries its epoch, so a deposed leader's late writes are refused.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -84,6 +85,33 @@ def tick_job(job: Job, node: str | None = None, *, lead: bool = True,
     return out
 
 
+class SerializedPlanner:
+    """A job's planner, one call at a time: in a worker's leader loop the round
+    plans while the upkeep thread checks gaps (leader/upkeep.py), and a
+    user's planner (a database session, a cursor) need not be thread-safe."""
+
+    def __init__(self, planner: Any, lock: threading.RLock) -> None:
+        self._planner, self._lock = planner, lock
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._planner, name)
+        if not callable(attr):
+            return attr
+
+        def locked(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                return attr(*args, **kwargs)
+        return locked
+
+    def __repr__(self) -> str:
+        return repr(self._planner)
+
+
+def planner_of(job: Job) -> SerializedPlanner | None:
+    """``job.planner`` behind the job's planner lock (None when it has none)."""
+    return None if job.planner is None else SerializedPlanner(job.planner, job.planner_lock)
+
+
 def meter_of(job: Job) -> FlowMeter:
     """The job's flow meter (rates seen by this process's leader rounds)."""
     meter = job.leader_state
@@ -114,7 +142,7 @@ def lead_round(job: Job, epoch: int, *, full: bool = True, full_gaps: bool = Fal
     if full:
         # the ETA's timeline (eta.py): one sample per full round
         store.record_progress(flow.now_ms, flow.completed + flow.failed,
-                              estimated_end(job.planner))
+                              estimated_end(planner_of(job)))
     control = store.control()
     if control.state != "running":
         # paused or cancelled: no planning, no messages; recovery goes on so a
@@ -137,6 +165,10 @@ def lead_round(job: Job, epoch: int, *, full: bool = True, full_gaps: bool = Fal
             reopens = flow.breaker_opened_ms + s.ms("circuit_breaker_open_timeout")
         limit = 0 if reopens is not None and reopens > flow.now_ms else \
             min(s.dispatch_batch - sent[0], targets.queued - flow.queued - sent[0])
+        if outbox is not None and outbox.pending >= targets.queued:
+            # the broker is slow or away: picks already wait to be published; a
+            # pick that waited past the queued horizon must not make us pick more
+            limit = 0
         n, due = dispatch(job, epoch, limit, targets, outbox)
         sent[0] += n
         if reopens is not None and reopens > flow.now_ms:
@@ -147,8 +179,14 @@ def lead_round(job: Job, epoch: int, *, full: bool = True, full_gaps: bool = Fal
     created, planned_max, error = 0, None, None
     if flow.pending < targets.pending:
         # the first chunk's messages go out before the rest is planned
-        created, planned_max, error = plan(job, epoch, targets.pending - flow.pending,
-                                           flow.cursor, after_first=send)
+        if outbox is not None:
+            outbox.release()  # the first chunk's messages go out while the rest is planned
+        try:
+            created, planned_max, error = plan(job, epoch, targets.pending - flow.pending,
+                                               flow.cursor, after_first=send)
+        finally:
+            if outbox is not None:
+                outbox.hold()
     split = Rebalanced()
     if created:
         meter.tail.planned()
@@ -173,7 +211,7 @@ def lead_round(job: Job, epoch: int, *, full: bool = True, full_gaps: bool = Fal
         gaps, compacted = out["gaps"], out["compacted"]
     # the refill latency counts until messages are out: with an outbox, its
     # last batch's time from pick to published (leader/flow.py)
-    meter.round_took(time.perf_counter() - t0 + (outbox.last_lag if outbox is not None else 0.0))
+    meter.round_took(time.perf_counter() - t0 + (outbox.lag() if outbox is not None else 0.0))
     if split.recheck_in is not None:
         next_due[0] = min(next_due[0] or 2**62, flow.now_ms + int(split.recheck_in * 1000))
     return {"live_nodes": flow.live_nodes, "slots": targets.slots, "recovered": back,
@@ -196,7 +234,7 @@ def check_gaps(job: Job, epoch: int, full: bool) -> dict[str, int]:
     """Find ID ranges no partition covers (a full scan when newly elected)
     and give those holding data partitions again."""
     mode = "full" if full else "incremental"
-    detector = GapDetector(job.store, job.planner)
+    detector = GapDetector(job.store, planner_of(job))
     try:
         with timed(job.elk.hooks, "gaps"):
             report = detector.detect(mode)
@@ -240,7 +278,7 @@ def plan(job: Job, epoch: int, want: int, cursor: int | str | None,
     on, in calls of up to :data:`PLAN_CHUNK`; ``after_first`` (which sends
     messages) runs after the first call that created some. Returns
     (created, planned max ID, error)."""
-    store, s, planner = job.store, job.settings, job.planner
+    store, s, planner = job.store, job.settings, planner_of(job)
     t0 = time.perf_counter()
     created, planned_max, error = 0, None, None
     spent_sending = 0.0

@@ -7,12 +7,17 @@ thousand new partitions, and every claim waiting for a refill waited that
 long too. The leader loop hands them to this thread after each full round;
 the round itself only recovers, sizes the flow, plans and dispatches.
 
-Safe beside the rounds: every write here is fenced by the epoch the round
-held (a deposed leader's upkeep is refused like its rounds), gap detection
-reads the planning cursor before it walks the index (partitions planned
-meanwhile lie above it), and a split made by a round meanwhile keeps its
-range covered at every instant (``split.lua`` shrinks the parent and adds the
-tail in one script). One pass runs at a time; requests made while one runs
+Safe beside the rounds: compaction and the partitions a gap check creates
+are fenced by the epoch the round held (a deposed leader's are refused like
+its rounds'); the gap checkpoint in meta is not, and a deposed leader's late
+pass may write an older one (the next check then reads more than it needs;
+a deletion below it still makes that check a full one, see gaps.py). Gap
+detection reads the planning cursor before it walks the index (partitions
+planned meanwhile lie above it), a split made by a round meanwhile keeps
+its range covered at every instant (``split.lua`` shrinks the parent and
+adds the tail in one script), and the planner is called under the job's
+planner lock (leader/tick.py ``planner_of``), so a planner need not be
+thread-safe. One pass runs at a time; requests made while one runs
 merge into the next (a full gap scan asked for is kept).
 
 ``tick_job`` without an upkeep (beat's ``leader_tick``, tests, scripts)

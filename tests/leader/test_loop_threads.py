@@ -10,6 +10,7 @@ import base64
 import json
 import logging
 import threading
+import time
 from urllib.parse import urlparse
 
 import pytest
@@ -20,7 +21,7 @@ from elk_celery.leader.loop import LeaderLoop
 from elk_celery.leader.outbox import Outbox
 from elk_celery.leader.upkeep import Upkeep
 from elk_celery.leader.tick import tick_job
-from tests.conftest import wait_for
+from tests.conftest import holds_for, wait_for
 
 
 def make_job(redis_url: str, namespace: str, broker: str | None = None, max_id: int = 1_000,
@@ -78,7 +79,7 @@ def test_a_round_with_an_outbox_hands_its_picks_over_and_they_are_published(
 def test_close_publishes_what_is_still_queued(redis_url, redis_client, namespace, queue_cleanup):
     elk, job = make_job(redis_url, namespace)
     outbox = Outbox(job)
-    outbox.put([(k, 10 * k + 1, 10 * k + 10) for k in range(1, 301)], {}, 0.0)
+    outbox.put([(k, 10 * k + 1, 10 * k + 10) for k in range(1, 301)], {}, time.perf_counter())
     outbox.close(timeout=30)
     assert sorted(queued_partition_ids(redis_client, namespace)) == list(range(1, 301))
     assert outbox.pending == 0
@@ -91,18 +92,18 @@ def test_a_broker_that_refuses_fails_the_batch_visibly_and_the_outbox_goes_on(
     elk, job = make_job(redis_url, namespace, broker=proxy.url(db))
     outbox = Outbox(job)
     try:
-        outbox.put([(1, 1, 10)], {}, 0.0)
+        outbox.put([(1, 1, 10)], {}, time.perf_counter())
         assert outbox.flush(10)
         assert queued_partition_ids(redis_client, namespace) == [1]
         proxy.cut()
         with caplog.at_level(logging.WARNING, logger="elk_celery.leader"):
-            outbox.put([(2, 11, 20), (3, 21, 30)], {}, 0.0)
+            outbox.put([(2, 11, 20), (3, 21, 30)], {}, time.perf_counter())
             assert outbox.flush(60), "a refused publish must end, not hang the outbox"
         assert any("publishing 2 task message(s) failed" in r.getMessage()
                    for r in caplog.records), [r.getMessage() for r in caplog.records]
         assert outbox.pending == 0
         proxy.heal()
-        outbox.put([(4, 31, 40)], {}, 0.0)
+        outbox.put([(4, 31, 40)], {}, time.perf_counter())
         assert outbox.flush(30)
         assert 4 in queued_partition_ids(redis_client, namespace)
     finally:
@@ -112,7 +113,7 @@ def test_a_broker_that_refuses_fails_the_batch_visibly_and_the_outbox_goes_on(
 def test_the_leader_loop_publishes_through_its_outbox(redis_url, redis_client, namespace,
                                                       queue_cleanup):
     elk, job = make_job(redis_url, namespace)
-    loop = LeaderLoop(elk, "L")
+    loop = LeaderLoop(elk, "L", namespaces=[namespace])
     loop.start()
     try:
         wait_for(lambda: queued_partition_ids(redis_client, namespace), 10,
@@ -143,7 +144,7 @@ def test_the_leader_loop_checks_gaps_beside_its_rounds(redis_url, redis_client, 
     and filled by the upkeep thread, not by a round."""
     seen = GapThreads(namespace)
     elk, job = make_job(redis_url, namespace, max_id=40, hooks=[seen])
-    loop = LeaderLoop(elk, "L")
+    loop = LeaderLoop(elk, "L", namespaces=[namespace])
     loop.start()
     try:
         strategy = job.store.strategy
@@ -184,3 +185,54 @@ def test_an_upkeep_pass_under_a_stale_epoch_writes_nothing_and_the_thread_goes_o
         assert strategy.get_partition_stats().counters.get("compacted", 0) == 10
     finally:
         upkeep.close()
+
+
+def test_a_hung_broker_stops_the_picking_and_then_the_leading(
+        redis_url, redis_client, namespace, queue_cleanup, proxy):
+    """Publishing hangs (the broker's connection stalls, no reply ever comes):
+    the loop stops picking once the outbox holds what the flow wants sent,
+    and stops renewing its lease after ``leader_lock_expiry``, so another
+    node can lead; after the broker heals, the outbox goes on."""
+    db = int((urlparse(redis_url).path or "/0").lstrip("/") or 0)
+    elk, job = make_job(redis_url, namespace, broker=proxy.url(db), max_id=100_000,
+                        elk_leader_lock_expiry=2)
+    store = job.store
+    loop = LeaderLoop(elk, "L", namespaces=[namespace])
+    proxy.stall()
+    loop.start()
+    try:
+        wait_for(lambda: store.strategy.get_partition_stats().counters.get("dispatched", 0) > 0,
+                 10, "a first dispatch")
+        first = store.strategy.get_partition_stats().counters["dispatched"]
+        # the lease lapses: another node is elected
+        wait_for(lambda: store.leader_acquire("M").role == "elected", 15,
+                 "the hung leader's lease to lapse")
+        # nothing more was picked while the outbox held the first picks
+        assert store.strategy.get_partition_stats().counters["dispatched"] == first
+        store.leader_release("M")
+    finally:
+        proxy.heal()
+        loop.stop()
+
+
+def test_picks_waiting_in_a_hung_outbox_are_not_picked_again_past_the_queued_horizon(
+        redis_url, redis_client, namespace, queue_cleanup, proxy):
+    """While the first picks wait in the outbox beyond the flow's queued horizon
+    (2 s: it then stops counting them as sent), the leader picks nothing more:
+    without this, every round would mark more partitions sent behind a broker
+    that takes none."""
+    db = int((urlparse(redis_url).path or "/0").lstrip("/") or 0)
+    elk, job = make_job(redis_url, namespace, broker=proxy.url(db), max_id=100_000,
+                        elk_leader_lock_expiry=30)
+    stats = job.store.strategy.get_partition_stats
+    loop = LeaderLoop(elk, "L", namespaces=[namespace])
+    proxy.stall()
+    loop.start()
+    try:
+        wait_for(lambda: stats().counters.get("dispatched", 0) > 0, 10, "a first dispatch")
+        first = stats().counters["dispatched"]
+        holds_for(lambda: stats().counters["dispatched"] == first, 4,
+                  lambda: f"more partitions picked: {stats().counters['dispatched']} > {first}")
+    finally:
+        proxy.heal()
+        loop.stop()
