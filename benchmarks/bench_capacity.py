@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import signal
 import subprocess
 import sys
 import tempfile
@@ -51,6 +50,7 @@ ROOT = HERE.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+import _procs  # noqa: E402 - benchmarks/_procs.py, beside this script
 from elk_celery import Elk, RangePlanner, get_elk, partitioned_task  # noqa: E402
 
 URL = os.environ.get("ELK_BENCH_REDIS_URL") or "redis://127.0.0.1:6379/15"
@@ -76,15 +76,11 @@ if os.environ.get("ELK_BENCH_TUNED"):
     app.conf.update(TUNED)
 Elk(app)
 
-_client: redis.Redis | None = None
 _sleep: tuple[float, float] = (0.0, -1.0)  # (seconds, read at)
 
 
 def client() -> redis.Redis:
-    global _client
-    if _client is None or _client.connection_pool.pid != os.getpid():  # type: ignore[attr-defined]
-        _client = redis.Redis.from_url(URL)
-    return _client
+    return _procs.client(URL)
 
 
 def sleep_s() -> float:
@@ -126,14 +122,6 @@ def plain_sleep(i: int) -> None:
 
 # ------------------------------------------------------------------ the run
 
-def _die_with_parent() -> None:
-    try:  # Linux: the child gets SIGTERM if the benchmark is killed
-        import ctypes
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except Exception:  # noqa: BLE001
-        pass
-
-
 class Procs:
     def __init__(self, workdir: Path, env: dict[str, str]) -> None:
         self.workdir, self.env = workdir, env
@@ -141,34 +129,15 @@ class Procs:
 
     def start(self, name: str, args: list[str]) -> Path:
         log = self.workdir / f"{name}.log"
-        with open(log, "wb") as out:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", "bench_capacity", *args],
-                cwd=self.workdir, env=self.env, stdin=subprocess.DEVNULL, stdout=out,
-                stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent)
-        self.procs.append((proc, log))
+        self.procs.append((_procs.start_celery("bench_capacity", args, cwd=self.workdir,
+                                               env=self.env, log=log), log))
         return log
 
     def check(self) -> None:
-        for proc, log in self.procs:
-            if proc.poll() is not None:
-                tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
-                raise RuntimeError(f"{log.name} exited ({proc.returncode}):\n{tail}")
+        _procs.check_running(self.procs)
 
     def stop(self) -> None:
-        for proc, _ in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc, _ in self.procs:
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                pass
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            proc.wait()
+        _procs.stop([proc for proc, _ in self.procs])
 
 
 def runs(r: redis.Redis, key: str) -> list[tuple[float, float]]:

@@ -47,7 +47,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -64,6 +63,7 @@ ROOT = HERE.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+import _procs  # noqa: E402 - benchmarks/_procs.py, beside this script
 from elk_celery import Elk, Hooks, RangePlanner, get_elk, partitioned_task  # noqa: E402
 
 TARGET = 0.9  # elk (default settings) / plain acks_late
@@ -108,7 +108,6 @@ Elk(app, hooks=[LeaderTimes()])
 TUNED = dict(task_window=CONCURRENCY, dispatch_batch=BIG, max_pending_partitions=BIG,
              worker_partition_multiple=max(1, BIG // 200))
 
-_client: redis.Redis | None = None
 
 if os.environ.get("ELK_BENCH_PROFILE"):
     # --profile DIR: cProfile every worker process (main and pool children)
@@ -167,10 +166,7 @@ def trace_summary(trace_dir: str, since: float) -> str:
 
 
 def client() -> redis.Redis:
-    global _client
-    if _client is None or _client.connection_pool.pid != os.getpid():  # type: ignore[attr-defined]
-        _client = redis.Redis.from_url(URL)
-    return _client
+    return _procs.client(URL)
 
 
 def current_max_id() -> int:
@@ -313,14 +309,6 @@ class Bench:
         return secs
 
 
-def _die_with_parent() -> None:
-    try:  # Linux: the worker gets SIGTERM if the benchmark is killed
-        import ctypes
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except Exception:  # noqa: BLE001
-        pass
-
-
 def start_worker(url: str, concurrency: int, workdir: Path,
                  env_extra: dict[str, str]) -> tuple[subprocess.Popen, Path]:
     log = workdir / "worker.log"
@@ -328,29 +316,16 @@ def start_worker(url: str, concurrency: int, workdir: Path,
            "ELK_BENCH_CONCURRENCY": str(concurrency), **env_extra,
            "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), str(ROOT),
                                                        os.environ.get("PYTHONPATH")]))}
-    cmd = [sys.executable, "-m", "celery", "-A", "bench_e2e", "worker", "-B",
+    args = ["worker", "-B",
            "--schedule", str(workdir / "beat-schedule"), "-P", "prefork", "-c", str(concurrency),
            "-n", f"bench-{os.getpid()}@%h", "-l", "WARNING", "--without-mingle", "--without-gossip",
            "--without-heartbeat"]
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True,
-                                preexec_fn=_die_with_parent)
-    return proc, log
+    return _procs.start_celery("bench_e2e", args, cwd=workdir, env=env, log=log), log
 
 
 def stop_worker(proc: subprocess.Popen, timeout: float = 15) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)  # warm shutdown (not the pool children: they'd die)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            pass
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)  # pool children or beat left behind
-    except ProcessLookupError:
-        pass
-    proc.wait()
+    # a warm shutdown first (not the pool children: they'd die), then what is left
+    _procs.stop([proc], timeout)
 
 
 def run_with_private_redis(argv: list[str]) -> int:

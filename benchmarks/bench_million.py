@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -39,6 +38,7 @@ if str(ROOT) not in sys.path:
 import redis  # noqa: E402
 from celery import Celery  # noqa: E402
 
+import _procs  # noqa: E402 - benchmarks/_procs.py, beside this script
 from elk_celery import Elk, Hooks, RangePlanner, get_elk, partitioned_task  # noqa: E402
 
 URL = os.environ.get("ELK_BENCH_REDIS_URL") or "redis://127.0.0.1:6379/15"
@@ -76,14 +76,6 @@ def million_job(min_id: int, max_id: int, options: dict) -> int:
 
 # ------------------------------------------------------------------ the run
 
-def _die_with_parent() -> None:
-    try:  # Linux: the child gets SIGTERM if the benchmark is killed
-        import ctypes
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except Exception:  # noqa: BLE001
-        pass
-
-
 def pct(xs: list[float], q: float) -> float:
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else float("nan")
@@ -110,21 +102,16 @@ def run(args: argparse.Namespace) -> int:
     try:
         for i in range(args.workers):
             log = workdir / f"w{i}.log"
-            with open(log, "wb") as out:
-                procs.append((subprocess.Popen(
-                    [sys.executable, "-m", "celery", "-A", "bench_million", "worker", "-P", "prefork",
-                     "-c", str(args.concurrency), "-n", f"m{i}-{os.getpid()}@%h", "-l", "WARNING",
-                     "--without-mingle", "--without-gossip"],
-                    cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                    start_new_session=True, preexec_fn=_die_with_parent), log))
+            procs.append((_procs.start_celery(
+                "bench_million", ["worker", "-P", "prefork", "-c", str(args.concurrency),
+                                  "-n", f"m{i}-{os.getpid()}@%h", "-l", "WARNING",
+                                  "--without-mingle", "--without-gossip"],
+                cwd=workdir, env=env, log=log), log))
         threading.Thread(target=sample, daemon=True).start()
         deadline = time.monotonic() + args.timeout
         last_print = time.monotonic()
         while True:
-            for proc, log in procs:
-                if proc.poll() is not None:
-                    tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
-                    raise RuntimeError(f"{log.name} exited ({proc.returncode}):\n{tail}")
+            _procs.check_running(procs)
             done = store.strategy.get_partition_stats().completed_count
             if t_ready is None and store.live_node_ids():
                 t_ready = time.monotonic()
@@ -141,15 +128,7 @@ def run(args: argparse.Namespace) -> int:
             time.sleep(0.2)
     finally:
         stop.set()
-        for proc, _ in procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc, _ in procs:
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        _procs.stop([proc for proc, _ in procs], timeout=30)
     end_mem = int(r.info("memory")["used_memory"]) - base
     rounds = [float(x) for x in r.lrange(ROUNDS_KEY, 0, -1)]
     st = store.strategy.get_partition_stats()

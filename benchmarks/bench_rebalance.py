@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -53,6 +52,7 @@ ROOT = HERE.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+import _procs  # noqa: E402 - benchmarks/_procs.py, beside this script
 from elk_celery import Elk, Hooks, RangePlanner, partitioned_task  # noqa: E402
 from elk_celery.store.namespace import NamespaceStore  # noqa: E402
 from elk_celery.strategies import HashPartitionStrategy  # noqa: E402
@@ -132,31 +132,14 @@ for _v in VARIANTS:
 def start_workers(n: int, concurrency: int, workdir: Path) -> list[subprocess.Popen]:
     env = {**os.environ, "ELK_BENCH_REDIS_URL": URL, "ELK_BENCH_SCALE": str(SCALE),
            "PYTHONPATH": f"{HERE}{os.pathsep}{ROOT}"}
-    procs = []
-    for i in range(n):
-        log = open(workdir / f"worker{i}.log", "wb")
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "bench_rebalance", "worker", "-n", f"w{i}@%h",
-             "-c", str(concurrency), "-P", "prefork", "--without-gossip", "--without-mingle",
-             "-l", "WARNING"], cwd=HERE, env=env, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True))
-    return procs
+    return [_procs.start_celery(
+        "bench_rebalance", ["worker", "-n", f"w{i}@%h", "-c", str(concurrency), "-P", "prefork",
+                            "--without-gossip", "--without-mingle", "-l", "WARNING"],
+        cwd=HERE, env=env, log=workdir / f"worker{i}.log") for i in range(n)]
 
 
 def stop_workers(procs: list[subprocess.Popen]) -> None:
-    for p in procs:
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-    for p in procs:
-        try:
-            p.wait(15)
-        except subprocess.TimeoutExpired:
-            pass
-        try:
-            os.killpg(p.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        p.wait()
+    _procs.stop(procs)
 
 
 def run_variant(variant: str, timeout: float) -> dict:

@@ -60,7 +60,7 @@ class Outbox:
         self._free.set()
         #: seconds from pick to published of the last batch (the flow's refill latency)
         self.last_lag = 0.0
-        #: perf_counter time the batch being published was picked (None: idle)
+        #: perf_counter time publishing of the current batch began (None: idle)
         self._busy_since: float | None = None
         self._thread = threading.Thread(target=self._run, daemon=True,
                                         name=f"elk-outbox-{job.namespace}")
@@ -88,7 +88,7 @@ class Outbox:
         return min(MAX_LAG, self.last_lag) if self._pending else 0.0
 
     def stuck_for(self) -> float:
-        """Seconds the batch being published has waited since its pick (0: idle)."""
+        """Seconds the batch being published has been at it (0: idle)."""
         since = self._busy_since
         return 0.0 if since is None else max(0.0, time.perf_counter() - since)
 
@@ -132,7 +132,7 @@ class Outbox:
             if item is None:
                 return
             due, kwargs, started = item
-            self._busy_since = started
+            self._busy_since = time.perf_counter()
             try:
                 # a round lasts milliseconds (planning releases the hold); one
                 # that never releases still lets a message out every 50 ms
