@@ -22,6 +22,7 @@ it (role ``dead``), so someone alive takes over.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -101,8 +102,7 @@ class LeaderLoop:
 
     def _lead(self, job: Job) -> None:
         outbox = Outbox(job)  # publishes this job's messages beside the rounds
-        upkeep = Upkeep(job, lambda j, epoch, full_gaps: upkeep_pass(  # gaps and compaction
-            j, epoch, full_gaps=full_gaps, compact_budget=COMPACT_BUDGET))
+        upkeep = Upkeep(job, functools.partial(upkeep_pass, compact_budget=COMPACT_BUDGET))
         try:
             self._rounds(job, outbox, upkeep)
         finally:

@@ -178,9 +178,10 @@ def lead_round(job: Job, epoch: int, *, full: bool = True, full_gaps: bool = Fal
 
     created, planned_max, error = 0, None, None
     if flow.pending < targets.pending:
-        # the first chunk's messages go out before the rest is planned
+        # the first chunk's messages go out before the rest is planned (with an
+        # outbox: while it is planned, so the round lets it publish meanwhile)
         if outbox is not None:
-            outbox.release()  # the first chunk's messages go out while the rest is planned
+            outbox.release()
         try:
             created, planned_max, error = plan(job, epoch, targets.pending - flow.pending,
                                                flow.cursor, after_first=send)
@@ -336,11 +337,12 @@ def dispatch(job: Job, epoch: int, limit: int | None = None,
         picked = store.dispatch(epoch, limit,
                                 refill_below=None if targets is None else targets.refill_below,
                                 plan_below=0 if targets is None else targets.plan_below)
+    kwargs = {"dispatched_at": int(time.time() * 1000)}
     if picked.due and outbox is not None:
-        outbox.put(picked.due, {"dispatched_at": int(time.time() * 1000)}, t0)
+        outbox.put(picked.due, kwargs, t0)
     elif picked.due:
         sender = PartitionSender(job.elk.app, job.task, job.namespace, s.queue)
-        sender.send(picked.due, {"dispatched_at": int(time.time() * 1000)})
+        sender.send(picked.due, kwargs)
         job.elk.hooks.on_dispatched(job.namespace, sent=len(picked.due),
                                     duration=time.perf_counter() - t0)
     return len(picked.due), picked.next_due_ms

@@ -113,3 +113,12 @@ def test_bench_rebalance_prints_each_variant_and_loses_nothing():
         assert row.group(6) == "0" and row.group(7) == "0", out  # no ID twice, none missing
     assert "FAILED" not in out, out
     assert re.search(r"^a:no-split\s+\S+\s+\S+\s+\S+\s+\S+\s+\S+\s+\d+\s+0\s", out, re.M), out
+
+
+def test_bench_script_overhead_prints_each_row(redis_url):
+    out = _run("bench_script_overhead.py", "--calls", "200", "--redis-url", redis_url)
+    for row in ("empty script", "_lib.lua only", "_lib.lua + _io_hash.lua", "claim (hash",
+                "completion (hash"):
+        assert re.search(rf"{re.escape(row)}.*\s[\d.]+ us", out), out
+    assert re.search(r"fixed cost of a hash-strategy script call beyond an empty one: -?[\d.]+ us",
+                     out), out
