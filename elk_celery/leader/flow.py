@@ -21,7 +21,7 @@ targets, recomputed every round from what :meth:`NamespaceStore.flow` reads:
   when set, caps both.
 
 A sent message counts as queued for three times the wait the queue implies
-(at least 2 s): one whose worker was killed with it prefetched, or whose
+(at least 2 s, at most an hour): one whose worker was killed with it prefetched, or whose
 queue was purged, is sent again only after ``allocation_interval``, and must
 not hold the flow back until then. A message that merely waits longer (all
 slots busy with long partitions) makes the leader send a few more than needed,
@@ -51,6 +51,10 @@ RATE_TAU = 2.0
 MIN_REFILL = 0.2
 #: Seconds a sent message counts as on its way at least (see queued_horizon_ms).
 QUEUED_HORIZON_MIN = 2.0
+#: ... and at most: a job with work pending and nothing finishing (every
+#: worker gone for a while) sees its smoothed rate decay towards zero, and the
+#: wait it implies must stay a number the flow script takes.
+QUEUED_HORIZON_MAX = 3600.0
 #: Completions a round must have seen for its own rate to size the flow.
 INST_MIN = 4
 #: Seconds of work planned beyond the queued messages.
@@ -104,9 +108,10 @@ class FlowMeter:
     def queued_horizon_ms(self, queued: int) -> int:
         """How long a sent message may wait unclaimed before the flow stops
         counting it (it is probably lost): three times the wait the queue
-        implies at the measured rate, at least QUEUED_HORIZON_MIN."""
+        implies at the measured rate, between QUEUED_HORIZON_MIN and
+        QUEUED_HORIZON_MAX."""
         wait = queued / self.rate if self.rate > 0 else 0.0
-        return int(1000 * max(QUEUED_HORIZON_MIN, 3 * wait))
+        return int(1000 * min(QUEUED_HORIZON_MAX, max(QUEUED_HORIZON_MIN, 3 * wait)))
 
     def round_took(self, seconds: float) -> None:
         self.round_s = seconds if self.round_s == 0 else self.round_s + 0.2 * (seconds - self.round_s)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from elk_celery import ElkSettings
-from elk_celery.leader.flow import MIN_REFILL, FlowMeter
+from elk_celery.leader.flow import MIN_REFILL, QUEUED_HORIZON_MAX, FlowMeter
 from elk_celery.store.namespace import Flow
 
 
@@ -69,3 +69,13 @@ def test_a_sent_message_counts_as_queued_for_three_times_the_wait_it_implies():
     for k in range(1, 41):
         m.observe(k * 100, k * 2)  # 20 partitions/s
     assert m.queued_horizon_ms(200) == pytest.approx(3 * 200 / m.rate * 1000, rel=0.01)
+
+
+def test_the_queued_horizon_stays_bounded_when_nothing_finishes_for_minutes():
+    m = FlowMeter()
+    m.observe(0, 0)
+    for k in range(1, 21):
+        m.observe(k * 100, k * 20)
+    for k in range(1, 361):  # three minutes busy, nothing finishing
+        m.observe(2_000 + k * 500, 400, busy=True)
+    assert m.queued_horizon_ms(100) == int(QUEUED_HORIZON_MAX * 1000)

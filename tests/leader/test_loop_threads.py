@@ -20,7 +20,7 @@ from elk_celery import Elk, Hooks, RangePlanner, partitioned_task
 from elk_celery.leader.loop import LeaderLoop
 from elk_celery.leader.outbox import Outbox
 from elk_celery.leader.upkeep import Upkeep
-from elk_celery.leader.tick import tick_job
+from elk_celery.leader.tick import meter_of, tick_job
 from tests.conftest import holds_for, wait_for
 
 
@@ -236,3 +236,26 @@ def test_picks_waiting_in_a_hung_outbox_are_not_picked_again_past_the_queued_hor
     finally:
         proxy.heal()
         loop.stop()
+
+
+def test_a_job_stalled_for_minutes_is_led_again_when_work_resumes(
+        redis_url, redis_client, namespace, queue_cleanup):
+    """Regression (CI 2026-12-02, a Sentinel failover): with partitions pending
+    and nothing finishing, the smoothed rate decays towards zero; the queued
+    horizon (queued / rate) grew past what the flow script accepts and every
+    later round failed, so the job never ran again."""
+    elk, job = make_job(redis_url, namespace)
+    first = tick_job(job, node="L")
+    assert first["role"] == "elected" and first["dispatched"] > 0
+    meter = meter_of(job)
+    # 200 partitions/s for a while, then three minutes of rounds that saw
+    # work pending and nothing finishing (every worker gone)
+    meter.observe(0, 0)
+    for k in range(1, 21):
+        meter.observe(k * 100, k * 20)
+    for k in range(1, 361):
+        meter.observe(2_000 + k * 500, 400, busy=True)
+    assert 0 < meter.rate < 1e-30
+    out = tick_job(job, node="L")
+    assert out["role"] == "renewed", out
+    assert out["targets"] is not None and out["targets"].queued >= 1
