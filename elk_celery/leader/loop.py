@@ -102,7 +102,7 @@ class LeaderLoop:
 
     def _lead(self, job: Job) -> None:
         outbox = Outbox(job)  # publishes this job's messages beside the rounds
-        upkeep = Upkeep(job, functools.partial(upkeep_pass, compact_budget=COMPACT_BUDGET))
+        upkeep = Upkeep(job, functools.partial(upkeep_pass, compact_budget=COMPACT_BUDGET), self.node)
         try:
             self._rounds(job, outbox, upkeep)
         finally:

@@ -46,10 +46,12 @@ COMPACT_BUDGET = 2.0
 
 
 class Upkeep:
-    """Runs ``work(job, epoch, full_gaps)`` for one job, from a daemon thread."""
+    """Runs ``work(job, epoch, full_gaps)`` for one job, from a daemon thread,
+    for the leader ``node`` (named in ``on_stale_leader`` when a pass is
+    refused)."""
 
-    def __init__(self, job: Job, work: Callable[..., object]) -> None:
-        self.job, self._work = job, work
+    def __init__(self, job: Job, work: Callable[..., object], node: str = "") -> None:
+        self.job, self._work, self.node = job, work, node
         self._cond = threading.Condition()
         self._asked: tuple[int, bool] | None = None  # (epoch, full gap scan)
         self._busy = self._closing = False
@@ -89,7 +91,9 @@ class Upkeep:
             try:
                 self._work(self.job, epoch, full_gaps=full_gaps)
             except StaleLeaderError:
-                pass  # deposed meanwhile: the new leader does its own upkeep
+                # deposed meanwhile: the new leader does its own upkeep; the
+                # refused write is said like a refused round's
+                self.job.elk.hooks.on_stale_leader(self.job.namespace, self.node, epoch)
             except Exception as exc:  # noqa: BLE001 - Redis away: the next full round asks again
                 log.warning("elk: %s: gap check / compaction failed: %r", self.job.namespace, exc)
             finally:

@@ -163,9 +163,18 @@ def test_an_upkeep_pass_under_a_stale_epoch_writes_nothing_and_the_thread_goes_o
         redis_url, redis_client, namespace, queue_cleanup):
     """A pass asked for by a round whose leader was deposed meanwhile: its
     fenced compaction is refused, nothing is folded, and the next pass (the
-    new epoch) compacts."""
+    new epoch) compacts. The refused pass is said through ``on_stale_leader``."""
     from elk_celery.leader.tick import plan, upkeep_pass
-    elk, job = make_job(redis_url, namespace, max_id=100, elk_keep_completed=0)
+
+    class Stale(Hooks):
+        def __init__(self) -> None:
+            self.seen: list[tuple[str, str, int]] = []
+
+        def on_stale_leader(self, namespace, node, epoch):
+            self.seen.append((namespace, node, epoch))
+
+    stale = Stale()
+    elk, job = make_job(redis_url, namespace, max_id=100, elk_keep_completed=0, hooks=[stale])
     store, strategy = job.store, job.store.strategy
     old = store.leader_acquire("L").epoch
     plan(job, old, 10, None)
@@ -175,14 +184,16 @@ def test_an_upkeep_pass_under_a_stale_epoch_writes_nothing_and_the_thread_goes_o
     store.leader_release("L")  # stepped down: M is elected with a newer epoch
     new = store.leader_acquire("M").epoch
     assert new > old
-    upkeep = Upkeep(job, upkeep_pass)
+    upkeep = Upkeep(job, upkeep_pass, "L")
     try:
         upkeep.request(old, False)
         assert upkeep.idle(10)
         assert strategy.get_partition_stats().counters.get("compacted", 0) == 0
+        assert stale.seen == [(namespace, "L", old)]
         upkeep.request(new, False)
         assert upkeep.idle(10)
         assert strategy.get_partition_stats().counters.get("compacted", 0) == 10
+        assert len(stale.seen) == 1
     finally:
         upkeep.close()
 
