@@ -172,7 +172,7 @@ def is_ready(log: Path) -> bool:
         return False
 
 
-def run(args: argparse.Namespace, label: str) -> dict[str, Any]:
+def run(args: argparse.Namespace, label: str, prefetch: int | None = None) -> dict[str, Any]:
     r = redis.Redis.from_url(URL)
     r.flushdb()
     store = get_elk(app).store(NS)
@@ -193,9 +193,10 @@ def run(args: argparse.Namespace, label: str) -> dict[str, Any]:
         r.set(SLEEP_KEY, first_ms)
         n_first = max(8, int(args.seconds * WORKERS * CONCURRENCY * 1000 / first_ms))
         r.set(MAX_KEY, n_first * SIZE)
+        pf = [] if prefetch is None else ["--prefetch-multiplier", str(prefetch)]
         logs = [procs.start(f"w{i}", ["worker", "-P", "prefork", "-c", str(CONCURRENCY),
                                       "-n", f"w{i}-{os.getpid()}@%h", "-l", "INFO",
-                                      "--without-mingle", "--without-gossip"])
+                                      "--without-mingle", "--without-gossip", *pf])
                 for i in range(1, WORKERS + 1)]
         ready: dict[Path, float] = {}
 
@@ -316,6 +317,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tuned", action="store_true", help="also run with bench_e2e.py's settings")
     p.add_argument("--no-retry", dest="retry", action="store_false",
                    help="skip the retry phase (partitions that fail once, then run again)")
+    p.add_argument("--prefetch-multiplier", type=int, metavar="N",
+                   help="after the default run, one more with the workers started with "
+                        "--prefetch-multiplier N (elk and plain Celery alike; elk's default is 1)")
     p.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     p.add_argument("--sample-queue", action="store_true",
                    help="sample the count of sent, unclaimed messages every 2 ms (diagnostic)")
@@ -338,6 +342,11 @@ def main(argv: list[str] | None = None) -> int:
         tuned = run(args, "tuned")
         print(f"    counters: {tuned.get('counters')}; first partition "
               f"{tuned.get('first_partition_s', float('nan')):.2f}s")
+    if args.prefetch_multiplier is not None:
+        n = args.prefetch_multiplier
+        print(f"tuned (`celery worker --prefetch-multiplier {n}`, elk settings at their defaults):",
+              flush=True)
+        run(args, f"pf {n}", prefetch=n)
     print(f"VERDICT: {'PASS' if ok else 'BELOW TARGET'} on default settings")
     return 1 if (args.strict and not ok) else 0
 

@@ -309,8 +309,8 @@ class Bench:
         return secs
 
 
-def start_worker(url: str, concurrency: int, workdir: Path,
-                 env_extra: dict[str, str]) -> tuple[subprocess.Popen, Path]:
+def start_worker(url: str, concurrency: int, workdir: Path, env_extra: dict[str, str],
+                 prefetch: int | None = None) -> tuple[subprocess.Popen, Path]:
     log = workdir / "worker.log"
     env = {**os.environ, "ELK_BENCH_REDIS_URL": url, "ELK_BENCH_NS": NS,
            "ELK_BENCH_CONCURRENCY": str(concurrency), **env_extra,
@@ -320,6 +320,8 @@ def start_worker(url: str, concurrency: int, workdir: Path,
            "--schedule", str(workdir / "beat-schedule"), "-P", "prefork", "-c", str(concurrency),
            "-n", f"bench-{os.getpid()}@%h", "-l", "WARNING", "--without-mingle", "--without-gossip",
            "--without-heartbeat"]
+    if prefetch is not None:  # the same for every phase: plain Celery's baseline too
+        args += ["--prefetch-multiplier", str(prefetch)]
     return _procs.start_celery("bench_e2e", args, cwd=workdir, env=env, log=log), log
 
 
@@ -361,6 +363,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--leader-thread", action="store_true",
                    help="lead from a thread of the worker's main process (elk_leader_process = "
                         "False), to compare with the leader process")
+    p.add_argument("--prefetch-multiplier", type=int, metavar="N",
+                   help="start the worker with --prefetch-multiplier N (every phase; elk's "
+                        "default is 1)")
     p.add_argument("--timeout", type=float, default=120, help="per phase (default 120 s)")
     p.add_argument("--strict", action="store_true", help="exit 1 when elk is below the target")
     p.add_argument("--json", metavar="FILE", help="also write the figures to FILE")
@@ -390,11 +395,14 @@ def run(args: argparse.Namespace) -> int:
     wanted = [ph for ph in PHASES if (ph in args.only if args.only else
                                       not (ph == "plain-acks-late" and args.no_acks_late)
                                       and not (ph == "elk-tuned" and not args.tuned))]
-    worker, log = start_worker(URL, args.concurrency, workdir, extra)
+    worker, log = start_worker(URL, args.concurrency, workdir, extra, args.prefetch_multiplier)
     try:
         b = Bench(URL, args.n, args.timeout, worker, log)
         print(f"bench_e2e: N={args.n}, one `celery worker -B -P prefork -c {args.concurrency}`, "
               f"Redis {URL}{', metrics on' if args.metrics else ''}", flush=True)
+        if args.prefetch_multiplier is not None:
+            print(f"  TUNED worker: --prefetch-multiplier {args.prefetch_multiplier} for every "
+                  "phase (elk's default is 1); run without it for the default figures", flush=True)
         b._wait(lambda: bool(b.store.live_node_ids()), "the worker's elk node")
         # warm up: pool children import, connect and load the scripts
         b.plain(50)
