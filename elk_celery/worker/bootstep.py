@@ -124,6 +124,7 @@ class ElkWorkerStep(bootsteps.StartStopStep):
         elk = self.elk
         try:
             leader_queue = elk.settings.leader_queue
+            elk.validate()  # every job's settings too: invalid ones fail the worker here
         except ConfigError as exc:
             # one clear line, not a traceback through Celery's blueprint
             log.critical("elk: invalid settings, worker not started: %s", exc)
@@ -136,7 +137,6 @@ class ElkWorkerStep(bootsteps.StartStopStep):
 
     def start(self, worker: Any) -> None:
         elk = self.elk
-        elk.validate()  # invalid settings fail the worker at start
         node = node_id()
         info = {"hostname": getattr(worker, "hostname", ""), "pid": os.getpid(),
                 "concurrency": getattr(worker, "concurrency", None),

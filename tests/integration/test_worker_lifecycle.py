@@ -45,3 +45,13 @@ def test_an_unknown_elk_key_stops_the_worker_with_one_clear_line(cluster):
     assert log.count("unknown setting(s) elk_task_widow") == 1, log
     assert "elk: invalid settings, worker not started" in log
     assert "Traceback" not in log
+
+
+def test_an_invalid_per_job_value_stops_the_worker_with_one_clear_line(cluster):
+    c = cluster(window=0)  # @partitioned_task(task_window=0): must be >= 1 or None
+    w = c.worker("badjob", concurrency=1)
+    assert w.wait(60) == 1, c.logs()
+    log = w.log()
+    assert "elk: invalid settings, worker not started" in log, log[-3000:]
+    assert "task_window" in log
+    assert "Traceback" not in log, log[-3000:]
