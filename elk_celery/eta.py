@@ -132,7 +132,9 @@ def estimate(samples: Sequence[tuple[int, int]], remaining: float, *, unplanned:
     # partitions running) says little about the pace: count from the first
     # completion seen, when the window begins before it
     first = next(i for i in range(1, len(pts)) if pts[i][1] > pts[i - 1][1])
-    if first > 1 and (t1 - pts[first][0]) / 1000 >= MIN_SPAN_S / 2:
+    # (only while the window from there still holds completions to go by)
+    if (first > 1 and (t1 - pts[first][0]) / 1000 >= MIN_SPAN_S / 2
+            and f1 - pts[first][1] >= MIN_DONE):
         pts = pts[first:]
         (t0, f0) = pts[0]
         span, done = (t1 - t0) / 1000, max(0, f1 - f0)

@@ -17,8 +17,10 @@ from .errors import CorruptPartition, InvalidPartition
 MAX_PARTITION_ID = 2**63 - 2
 #: First and last ID of a range: int64, as in SQL tables.
 MIN_ID, MAX_ID = -(2**63), 2**63 - 1
+#: Lua's exact integers (doubles): every count a script checks stays within.
+MAX_EXACT = 2**53 - 1
 #: Items one partition may report: exact in Lua arithmetic.
-MAX_ITEMS = 2**53 - 1
+MAX_ITEMS = MAX_EXACT
 #: Fences and epochs are Redis server time in ms plus claims (well below
 #: this until the year 5138); compared as the scripts print them.
 MAX_FENCE = 10**14 - 1

@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import Any, Callable, Protocol, runtime_checkable
 
 from .errors import PlannerError
+from .models import MAX_EXACT
 
 
 @runtime_checkable
@@ -121,7 +122,7 @@ class SQLPlanner:
 
 #: Largest ID a job may plan: create.lua's overlap check compares Redis
 #: sorted-set scores, which are doubles, exact only up to here.
-MAX_PLANNED_ID = 2 ** 53 - 1
+MAX_PLANNED_ID = MAX_EXACT
 
 
 def checked_size(planner: Any) -> int:
@@ -130,8 +131,9 @@ def checked_size(planner: Any) -> int:
         size = planner.partition_size()
     except Exception as exc:  # noqa: BLE001 - a user planner may raise anything
         raise PlannerError(f"{planner!r}.partition_size() raised {exc!r}") from exc
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise PlannerError(f"{planner!r}.partition_size() returned {size!r}: expected an int >= 1")
+    if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_PLANNED_ID:
+        raise PlannerError(f"{planner!r}.partition_size() returned {size!r}: expected an int "
+                           f"from 1 to 2^53-1 ({MAX_PLANNED_ID})")
     return size
 
 

@@ -7,12 +7,13 @@ Every duration is in seconds (int or float) or a ``timedelta``.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, fields
 from datetime import timedelta
 from typing import Any, Iterable, Mapping
 
 from .errors import ConfigError
-from .models import StrategyType
+from .models import MAX_EXACT, StrategyType
 from .redis_urls import parse as parse_redis_url
 
 PREFIX = "elk_"
@@ -24,6 +25,20 @@ _STRATEGIES = tuple(t.value for t in StrategyType)
 APP_ONLY = frozenset({"redis_url", "key_prefix", "leader_election_interval", "leader_queue",
                       "leader_process",
                       "metrics_port", "metrics_address"})
+
+#: The largest count setting: Lua's exact integers (2^53-1), what the scripts
+#: check every count argument against.
+MAX_COUNT = MAX_EXACT
+#: The longest duration setting, seconds (about 31 years): in milliseconds,
+#: added to Redis's clock, still an exact integer in Lua.
+MAX_SECONDS = 1e9
+#: The highest claim rate (max_partitions_per_second); claim.lua takes it per 1000 s.
+MAX_RATE = 1e9
+#: Settings in seconds.
+DURATIONS = ("heartbeat_interval", "node_expiry", "leader_election_interval",
+             "leader_lock_expiry", "partition_lock_expiry", "allocation_interval",
+             "retry_backoff", "retry_backoff_max", "defer_delay", "target_partition_seconds",
+             "circuit_breaker_failure_window", "circuit_breaker_open_timeout")
 
 
 @dataclass(frozen=True)
@@ -164,6 +179,20 @@ class ElkSettings:
 
         if self.strategy not in _STRATEGIES:
             raise bad("strategy", f"use one of {', '.join(_STRATEGIES)}")
+        # numbers the scripts can take: a value past these made every round
+        # or every claim fail (an infinite backoff cap, a "retry forever" of sys.maxsize)
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                continue
+            if not math.isfinite(v):
+                raise bad(f.name, "must be a finite number")
+            if f.name in DURATIONS and v > MAX_SECONDS:
+                raise bad(f.name, f"must be at most {MAX_SECONDS:.0e} seconds (about 31 years)")
+            if f.name == "max_partitions_per_second" and v > MAX_RATE:
+                raise bad(f.name, f"must be at most {MAX_RATE:.0e} (0 = no limit)")
+            if isinstance(v, int) and abs(v) > MAX_COUNT:
+                raise bad(f.name, f"must be at most 2^53-1 ({MAX_COUNT})")
         for name in ("heartbeat_interval", "leader_election_interval", "leader_lock_expiry",
                      "partition_lock_expiry", "allocation_interval", "retry_backoff_max",
                      "circuit_breaker_failure_window", "circuit_breaker_open_timeout"):

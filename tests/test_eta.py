@@ -107,3 +107,13 @@ def test_remaining_work_counts_what_the_planner_has_not_planned_yet():
     assert estimate([(0, 0), (60_000, 60)], 0) == Eta("done", seconds=0.0, low_s=0.0, high_s=0.0)
     text = describe(estimate([(0, 0), (30_000, 30), (60_000, 60)], 120.0, unplanned=100.0).as_dict())
     assert text.startswith("2m00s (range ") and "120 partitions left (100 not planned yet)" in text
+
+
+def test_a_burst_after_a_long_start_then_a_short_silence_is_an_estimate_not_a_crash():
+    """Nothing for 100 s, ten completions, then 50 s of silence (short of a
+    stall): counting from the first completion's sample left no completion
+    in the window and divided by a rate of zero."""
+    e = estimate([(0, 0), (50_000, 0), (100_000, 10), (130_000, 10), (150_000, 10)], 100)
+    assert e.state in ("ok", "estimating", "stalled")
+    if e.state == "ok":
+        assert e.seconds is not None and e.seconds > 0

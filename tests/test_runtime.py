@@ -27,6 +27,12 @@ def test_parse_assignments():
     ("retry_backoff", "-2", "must be a duration >= 0"),
     ("max_partitions_per_second", "-1", "must be >= 0"),
     ("partition_size", "0", "must be an integer >= 1"),
+    # `elk set` of a number no script takes: every claim or round failed with it
+    ("max_partitions_per_second", "inf", "must be a finite number"),
+    ("defer_delay", "inf", "must be a finite number"),
+    ("retry_backoff_max", "1e12", "at most 1e"),
+    ("max_retries", "9223372036854775807", "at most 2"),
+    ("worker_partition_multiple", "10000000000000000", "at most 2"),
 ])
 def test_a_bad_value_is_refused_with_the_reason(name, value, why):
     with pytest.raises(ConfigError, match=why):

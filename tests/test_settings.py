@@ -128,6 +128,20 @@ def test_unknown_settings_are_named():
     ({"redis_url": "http://localhost"}, "elk_redis_url"),
     ({"redis_url": 6379}, "elk_redis_url"),
     ({"key_prefix": None}, "elk_key_prefix"),
+    # numbers the scripts cannot take (every round or claim failed with them)
+    ({"max_retries": 2 ** 63 - 1}, "elk_max_retries"),
+    ({"max_pending_partitions": 2 ** 60}, "elk_max_pending_partitions"),
+    ({"worker_partition_multiple": 10 ** 16}, "elk_worker_partition_multiple"),
+    ({"partition_size": 2 ** 60}, "elk_partition_size"),
+    ({"task_window": 10 ** 16}, "elk_task_window"),
+    ({"max_partitions_per_second": float("inf")}, "elk_max_partitions_per_second"),
+    ({"max_partitions_per_second": 1e13}, "elk_max_partitions_per_second"),
+    ({"defer_delay": float("inf")}, "elk_defer_delay"),
+    ({"retry_backoff_max": float("inf")}, "elk_retry_backoff_max"),
+    ({"allocation_interval": float("nan")}, "elk_allocation_interval"),
+    ({"retry_backoff": float("nan")}, "elk_retry_backoff"),
+    ({"partition_lock_expiry": 1e13}, "elk_partition_lock_expiry"),
+    ({"target_partition_seconds": float("inf")}, "elk_target_partition_seconds"),
 ])
 def test_every_bad_value_names_its_elk_key(kwargs, key):
     with pytest.raises(ConfigError) as info:
@@ -147,3 +161,15 @@ def test_settings_are_frozen():
     s = ElkSettings()
     with pytest.raises(Exception):
         s.task_window = 9  # type: ignore[misc]
+
+
+def test_the_largest_accepted_values_are_ones_the_scripts_take():
+    """The bounds named in the errors: durations up to MAX_SECONDS, counts up
+    to 2^53-1 (Lua's exact integers), rates up to MAX_RATE."""
+    from elk_celery.settings import MAX_COUNT, MAX_RATE, MAX_SECONDS
+    s = ElkSettings(max_retries=MAX_COUNT, retry_backoff_max=MAX_SECONDS,
+                    max_partitions_per_second=MAX_RATE, defer_delay=MAX_SECONDS)
+    assert s.ms("retry_backoff_max") <= 2 ** 53 - 1
+    assert s.max_partitions_per_second * 1000 <= 2 ** 53 - 1
+    with pytest.raises(ConfigError, match="at most"):
+        ElkSettings(max_retries=MAX_COUNT + 1)

@@ -34,6 +34,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ..settings import MAX_COUNT
 from .rebalance import TailClock
 from .sizing import TimeSizer
 
@@ -127,6 +128,9 @@ class FlowMeter:
                       queued + math.ceil(rate * PLAN_AHEAD))
         if settings.max_pending_partitions:
             pending = min(pending, settings.max_pending_partitions)
-            queued = min(queued, pending)
+        # the scripts take counts up to 2^53-1 (a sum of huge task windows)
+        pending = min(pending, MAX_COUNT)
+        queued = min(queued, pending)
+        slots = min(slots, MAX_COUNT)
         return Targets(slots=slots, queued=queued, refill_below=queued // 2,
                        pending=pending, plan_below=min(pending - 1, max(queued, pending // 2)))

@@ -30,7 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..models import Partition, Status
+from ..models import MAX_EXACT, Partition, Status
 
 if TYPE_CHECKING:
     from ..store.namespace import Flow, NamespaceStore
@@ -143,7 +143,8 @@ def rebalance(store: NamespaceStore, epoch: int, flow: Flow) -> Rebalanced:
         piece = (e.remaining - e.block) // (n + 1)
         for at in cuts(e, n):
             s = store.split_partition(epoch, e.partition.partition_id, e.partition.fence, at,
-                                      margin=e.block, min_tail=max(1, piece // 2))
+                                      margin=e.block,
+                                      min_tail=min(MAX_EXACT, max(1, piece // 2)))
             if not s.ok:
                 break  # the owner moved on, finished or changed: next round
             out.splits += 1

@@ -21,6 +21,8 @@ handles the ones that turn out long.
 
 from __future__ import annotations
 
+from ..planners import MAX_PLANNED_ID
+
 #: Weight of a new rate sample.
 ALPHA = 0.3
 #: Most growth of the partition size per step (GitLab's batched migrations: ~10 %).
@@ -60,6 +62,6 @@ class TimeSizer:
             want = self.rate * target_s
             cur = min(max(want, cur * SHRINK), cur * GROW)
             cur = min(max(cur, planner_size / BOUND), planner_size * BOUND)
-            self.size = max(1, int(cur))
+            self.size = max(1, min(int(cur), MAX_PLANNED_ID))  # what plan.lua takes
             self._fresh = False
         return self.size or planner_size

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..keys import registry_key
-from ..models import MAX_ID, MAX_PARTITION_ID, MIN_ID, Partition, check_fence, check_int
+from ..models import MAX_EXACT, MAX_ID, MAX_PARTITION_ID, MIN_ID, Partition, check_fence, check_int
 from .codec import expect_leader, flag, int_or_none, ints, member_id, parse_member, text
 from .partitions import PartitionStrategy
 from .connection import is_cluster, server_time, socket_timeout
@@ -276,8 +276,8 @@ class NamespaceStore:
         check_int(partition_id, "partition_id", 0, MAX_PARTITION_ID)
         check_fence(fence)
         check_int(at, "split at", MIN_ID, MAX_ID)
-        check_int(margin, "margin", 0, 2**53 - 1)
-        check_int(min_tail, "least tail IDs", 1, 2**53 - 1)
+        check_int(margin, "margin", 0, MAX_EXACT)
+        check_int(min_tail, "least tail IDs", 1, MAX_EXACT)
         for _ in range(3):  # next_pid moves only when partitions are created meanwhile
             tail = int(self.redis.hget(self.keys.meta, "next_pid") or 0)
             r = expect_leader(

@@ -188,7 +188,7 @@ def test_bi_12_planner_answers_that_are_not_a_next_max_id(redis_url, namespace, 
 def test_bi_13_planner_partition_size_not_positive(redis_url, namespace):
     with pytest.raises(PlannerError) as e:
         checked_size(_Planner(10, size=0))
-    _says(e.value, "partition_size() returned 0", "expected an int >= 1")
+    _says(e.value, "partition_size() returned 0", "expected an int from 1 to 2^53-1")
 
 
 def test_bi_14_planner_without_the_protocol():

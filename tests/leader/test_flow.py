@@ -79,3 +79,14 @@ def test_the_queued_horizon_stays_bounded_when_nothing_finishes_for_minutes():
     for k in range(1, 361):  # three minutes busy, nothing finishing
         m.observe(2_000 + k * 500, 400, busy=True)
     assert m.queued_horizon_ms(100) == int(QUEUED_HORIZON_MAX * 1000)
+
+
+def test_the_targets_stay_numbers_the_scripts_take_with_huge_settings():
+    from elk_celery.settings import MAX_COUNT
+    m = FlowMeter()
+    m.observe(0, 0)
+    m.observe(1_000, 1_000)
+    t = m.targets(ElkSettings(worker_partition_multiple=MAX_COUNT),
+                  flow(1_000, 1_000, slots=MAX_COUNT))
+    for v in (t.slots, t.queued, t.refill_below, t.pending, t.plan_below):
+        assert 0 <= v <= 2 ** 53 - 1
