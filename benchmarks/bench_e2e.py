@@ -473,7 +473,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"elk-tuned / {base}: {med['elk-tuned'] / med[base]:.2f}")
     print(f"CPU cost ratio (plain / elk CPU per task; what the rate ratio tends to on a CPU-bound "
           f"machine): {cost['plain'] / cost['elk']:.2f}")
-    print(f"VERDICT: elk_celery on default settings {med['elk']:.0f} partitions/s = {ratio:.2f}x "
+    tuned = ("" if args.prefetch_multiplier is None
+             else f" (TUNED worker: --prefetch-multiplier {args.prefetch_multiplier})")
+    print(f"VERDICT{tuned}: elk_celery on default settings {med['elk']:.0f} partitions/s = {ratio:.2f}x "
           f"plain Celery {base} {med[base]:.0f} tasks/s (target >= {TARGET}x): "
           f"{'PASS' if ok else 'BELOW TARGET'}; {med['elk'] / med['plain']:.2f}x plain Celery "
           "with its default options")

@@ -26,19 +26,21 @@ APP_ONLY = frozenset({"redis_url", "key_prefix", "leader_election_interval", "le
                       "leader_process",
                       "metrics_port", "metrics_address"})
 
-#: The largest count setting: Lua's exact integers (2^53-1), what the scripts
-#: check every count argument against.
-MAX_COUNT = MAX_EXACT
+#: The largest count setting is MAX_EXACT (2^53-1, Lua's exact integers),
+#: what the scripts check every count argument against.
 #: The longest duration setting, seconds (about 31 years): in milliseconds,
 #: added to Redis's clock, still an exact integer in Lua.
 MAX_SECONDS = 1e9
 #: The highest claim rate (max_partitions_per_second); claim.lua takes it per 1000 s.
 MAX_RATE = 1e9
-#: Settings in seconds.
-DURATIONS = ("heartbeat_interval", "node_expiry", "leader_election_interval",
-             "leader_lock_expiry", "partition_lock_expiry", "allocation_interval",
-             "retry_backoff", "retry_backoff_max", "defer_delay", "target_partition_seconds",
-             "circuit_breaker_failure_window", "circuit_breaker_open_timeout")
+#: Settings in seconds: those that must be positive, those that may be 0,
+#: and the two that may be None (checked on their own).
+_POSITIVE_DURATIONS = ("heartbeat_interval", "leader_election_interval", "leader_lock_expiry",
+                       "partition_lock_expiry", "allocation_interval", "retry_backoff_max",
+                       "circuit_breaker_failure_window", "circuit_breaker_open_timeout")
+_NON_NEGATIVE_DURATIONS = ("retry_backoff", "defer_delay")
+DURATIONS = (*_POSITIVE_DURATIONS, *_NON_NEGATIVE_DURATIONS,
+             "node_expiry", "target_partition_seconds")
 
 
 @dataclass(frozen=True)
@@ -191,14 +193,12 @@ class ElkSettings:
                 raise bad(f.name, f"must be at most {MAX_SECONDS:.0e} seconds (about 31 years)")
             if f.name == "max_partitions_per_second" and v > MAX_RATE:
                 raise bad(f.name, f"must be at most {MAX_RATE:.0e} (0 = no limit)")
-            if isinstance(v, int) and abs(v) > MAX_COUNT:
-                raise bad(f.name, f"must be at most 2^53-1 ({MAX_COUNT})")
-        for name in ("heartbeat_interval", "leader_election_interval", "leader_lock_expiry",
-                     "partition_lock_expiry", "allocation_interval", "retry_backoff_max",
-                     "circuit_breaker_failure_window", "circuit_breaker_open_timeout"):
+            if isinstance(v, int) and abs(v) > MAX_EXACT:
+                raise bad(f.name, f"must be at most 2^53-1 ({MAX_EXACT})")
+        for name in _POSITIVE_DURATIONS:
             if getattr(self, name) <= 0:
                 raise bad(name, "must be a positive duration (seconds or timedelta)")
-        for name in ("retry_backoff", "defer_delay"):
+        for name in _NON_NEGATIVE_DURATIONS:
             if getattr(self, name) < 0:
                 raise bad(name, "must be a duration >= 0")
         if self.partition_size is not None and self.partition_size < 1:

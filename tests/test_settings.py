@@ -166,7 +166,8 @@ def test_settings_are_frozen():
 def test_the_largest_accepted_values_are_ones_the_scripts_take():
     """The bounds named in the errors: durations up to MAX_SECONDS, counts up
     to 2^53-1 (Lua's exact integers), rates up to MAX_RATE."""
-    from elk_celery.settings import MAX_COUNT, MAX_RATE, MAX_SECONDS
+    from elk_celery.models import MAX_EXACT as MAX_COUNT
+    from elk_celery.settings import MAX_RATE, MAX_SECONDS
     s = ElkSettings(max_retries=MAX_COUNT, retry_backoff_max=MAX_SECONDS,
                     max_partitions_per_second=MAX_RATE, defer_delay=MAX_SECONDS)
     assert s.ms("retry_backoff_max") <= 2 ** 53 - 1

@@ -34,7 +34,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..settings import MAX_COUNT
+from ..models import MAX_EXACT
 from .rebalance import TailClock
 from .sizing import TimeSizer
 
@@ -129,8 +129,8 @@ class FlowMeter:
         if settings.max_pending_partitions:
             pending = min(pending, settings.max_pending_partitions)
         # the scripts take counts up to 2^53-1 (a sum of huge task windows)
-        pending = min(pending, MAX_COUNT)
+        pending = min(pending, MAX_EXACT)
         queued = min(queued, pending)
-        slots = min(slots, MAX_COUNT)
+        slots = min(slots, MAX_EXACT)
         return Targets(slots=slots, queued=queued, refill_below=queued // 2,
                        pending=pending, plan_below=min(pending - 1, max(queued, pending // 2)))

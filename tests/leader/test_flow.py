@@ -82,7 +82,7 @@ def test_the_queued_horizon_stays_bounded_when_nothing_finishes_for_minutes():
 
 
 def test_the_targets_stay_numbers_the_scripts_take_with_huge_settings():
-    from elk_celery.settings import MAX_COUNT
+    from elk_celery.models import MAX_EXACT as MAX_COUNT
     m = FlowMeter()
     m.observe(0, 0)
     m.observe(1_000, 1_000)
